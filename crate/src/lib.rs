@@ -1,0 +1,17 @@
+//! Stable Diffusion XL in burn: the networks, their weights, and (in the browser) the wasm API.
+
+pub mod error;
+pub mod models;
+pub mod noise;
+pub mod ops_check;
+pub mod schedulers;
+pub mod tokenizer;
+pub mod weights;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod component;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod device;
+
+#[cfg(target_arch = "wasm32")]
+mod web;

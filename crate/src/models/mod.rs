@@ -1,0 +1,12 @@
+//! SDXL's networks, one file per block, configs mirroring diffusers' and transformers'.
+
+pub mod attention;
+pub mod clip;
+pub mod config;
+pub mod embeddings;
+pub mod presets;
+pub mod resnet;
+pub mod transformer;
+pub mod unet;
+pub mod unet_blocks;
+pub mod vae;

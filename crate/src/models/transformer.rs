@@ -1,0 +1,116 @@
+//! diffusers `Transformer2DModel` with `use_linear_projection` and its `BasicTransformerBlock`.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Device, Tensor};
+
+use super::attention::Attention;
+use super::resnet::group_norm;
+
+/// GEGLU: one projection to twice the width, half of it gating the other through GELU.
+#[derive(Module, Debug)]
+pub struct GeGlu {
+    pub proj: Linear,
+}
+
+impl GeGlu {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [hidden, gate] = self.proj.forward(x).chunk(2, 2).try_into().expect("two chunks");
+        hidden * gelu(gate)
+    }
+}
+
+/// diffusers' `FeedForward`: `net = [GEGLU, Dropout, Linear]`, kept as a tuple so the keys stay
+/// `ff.net.0.proj` and `ff.net.2`. Dropout is inert at inference.
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    pub net: (GeGlu, Dropout, Linear),
+}
+
+impl FeedForward {
+    pub fn new(dim: usize, device: &Device) -> Self {
+        let inner = dim * 4;
+        Self {
+            net: (
+                GeGlu { proj: LinearConfig::new(dim, inner * 2).init(device) },
+                DropoutConfig::new(0.0).init(),
+                LinearConfig::new(inner, dim).init(device),
+            ),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.net.2.forward(self.net.0.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BasicTransformerBlock {
+    pub norm1: LayerNorm,
+    pub attn1: Attention,
+    pub norm2: LayerNorm,
+    pub attn2: Attention,
+    pub norm3: LayerNorm,
+    pub ff: FeedForward,
+}
+
+impl BasicTransformerBlock {
+    pub fn new(dim: usize, context_dim: usize, heads: usize, device: &Device) -> Self {
+        let norm = || LayerNormConfig::new(dim).init(device);
+        Self {
+            norm1: norm(),
+            attn1: Attention::transformer(dim, dim, heads, device),
+            norm2: norm(),
+            attn2: Attention::transformer(dim, context_dim, heads, device),
+            norm3: norm(),
+            ff: FeedForward::new(dim, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+        let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
+        let x = self.attn2.forward(self.norm2.forward(x.clone()), Some(context.clone())) + x;
+        self.ff.forward(self.norm3.forward(x.clone())) + x
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Transformer2DModel {
+    pub norm: GroupNorm,
+    pub proj_in: Linear,
+    pub transformer_blocks: Vec<BasicTransformerBlock>,
+    pub proj_out: Linear,
+}
+
+impl Transformer2DModel {
+    pub fn new(
+        channels: usize,
+        layers: usize,
+        heads: usize,
+        context_dim: usize,
+        groups: usize,
+        device: &Device,
+    ) -> Self {
+        Self {
+            norm: group_norm(groups, channels, 1e-6, device),
+            proj_in: LinearConfig::new(channels, channels).init(device),
+            transformer_blocks: (0..layers)
+                .map(|_| BasicTransformerBlock::new(channels, context_dim, heads, device))
+                .collect(),
+            proj_out: LinearConfig::new(channels, channels).init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
+        let [batch, channels, height, width] = x.dims();
+        let h = self.norm.forward(x.clone());
+        let h = h.reshape([batch, channels, height * width]).swap_dims(1, 2);
+        let mut h = self.proj_in.forward(h);
+        for block in &self.transformer_blocks {
+            h = block.forward(h, context);
+        }
+        let h = self.proj_out.forward(h);
+        h.swap_dims(1, 2).reshape([batch, channels, height, width]) + x
+    }
+}

@@ -1,0 +1,345 @@
+//! Text-to-image as diffusers' `StableDiffusionXLPipeline`, optionally handing over to the
+//! refiner as `StableDiffusionXLImg2ImgPipeline` in ensemble-of-experts mode (the base denoises
+//! up to `refiner_start`, the refiner continues on the same schedule).
+
+pub mod conditioning;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod folder;
+pub mod png;
+pub mod preview;
+
+use std::ops::ControlFlow;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::models::unet::UNet2DConditionModel;
+use crate::models::vae::AutoencoderKL;
+use crate::noise::NoiseGenerator;
+use crate::schedulers::{self, Scheduler, SchedulerConfig, SchedulerKind};
+use conditioning::{PromptEmbeds, TextEncoder, base_time_ids, encode_prompt, refiner_time_ids};
+use preview::{Preview, latent_preview};
+
+/// The base model: both text encoders, the UNet, the VAE and the scheduler settings.
+pub struct Base {
+    pub text_encoder: TextEncoder,
+    pub text_encoder_2: TextEncoder,
+    pub unet: UNet2DConditionModel,
+    pub vae: AutoencoderKL,
+    pub scheduler: SchedulerConfig,
+    /// Latents are multiplied by this after encoding, divided before decoding.
+    pub scaling_factor: f64,
+    /// Pixels per latent per side (8 for SDXL).
+    pub vae_scale_factor: usize,
+    /// `model_index.json`'s `force_zeros_for_empty_prompt` (true for SDXL base).
+    pub force_zeros_for_empty_prompt: bool,
+}
+
+/// The refiner's own parts. It shares text encoder 2 and the VAE with the base, as the SDXL
+/// model card's ensemble-of-experts example does.
+pub struct Refiner {
+    pub unet: UNet2DConditionModel,
+    /// `force_zeros_for_empty_prompt` of the refiner's `model_index.json` (false for SDXL).
+    pub force_zeros_for_empty_prompt: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateParams {
+    pub prompt: String,
+    /// `None` differs from `Some("")` on the base: no negative prompt means zero embeddings.
+    pub negative_prompt: Option<String>,
+    pub steps: usize,
+    pub guidance: f64,
+    pub width: usize,
+    pub height: usize,
+    pub scheduler: SchedulerKind,
+    /// Where the refiner takes over, as a fraction of the schedule (diffusers' `denoising_end`
+    /// of the base and `denoising_start` of the refiner). Used only with a refiner.
+    pub refiner_start: f64,
+    pub aesthetic_score: f64,
+    pub negative_aesthetic_score: f64,
+}
+
+impl GenerateParams {
+    pub fn new(prompt: impl Into<String>) -> Self {
+        Self {
+            prompt: prompt.into(),
+            negative_prompt: None,
+            steps: 40,
+            guidance: 5.0,
+            width: 1024,
+            height: 1024,
+            scheduler: SchedulerKind::Euler,
+            refiner_start: 0.8,
+            aesthetic_score: 6.0,
+            negative_aesthetic_score: 2.5,
+        }
+    }
+
+    /// Checks the parameters, returning warnings for what is allowed but unusual.
+    pub fn validate(&self, vae_scale_factor: usize) -> Result<Vec<String>> {
+        let invalid = |name: &str, message: String| Err(Error::Input { name: name.into(), message });
+        for (name, size) in [("width", self.width), ("height", self.height)] {
+            if size == 0 || size % vae_scale_factor != 0 {
+                return invalid(name, format!("{size} is not a positive multiple of {vae_scale_factor}"));
+            }
+        }
+        if self.steps == 0 {
+            return invalid("steps", "at least 1 step is needed".into());
+        }
+        if !(self.guidance >= 0.0 && self.guidance.is_finite()) {
+            return invalid("guidance", format!("{} is not a number ≥ 0", self.guidance));
+        }
+        if !(self.refiner_start > 0.0 && self.refiner_start < 1.0) {
+            return invalid("refiner start", format!("{} is not inside (0, 1)", self.refiner_start));
+        }
+        let mut warnings = Vec::new();
+        if self.width % 64 != 0 || self.height % 64 != 0 {
+            warnings.push(format!(
+                "{}×{} is not a multiple of 64; SDXL was trained on multiples of 64",
+                self.width, self.height
+            ));
+        }
+        Ok(warnings)
+    }
+}
+
+/// Which network a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Base,
+    Refiner,
+}
+
+/// Receives each finished step; returning `ControlFlow::Break` cancels the run (what was
+/// allocated for it is dropped on return).
+pub trait Progress {
+    /// Whether `step` should be given a preview (computing one reads the latents back).
+    fn wants_preview(&self) -> bool {
+        false
+    }
+    /// `index` counts from 1 to `total` over base and refiner steps together.
+    fn step(&mut self, stage: Stage, index: usize, total: usize, preview: Option<Preview>) -> ControlFlow<()>;
+    fn warn(&mut self, message: String) {
+        let _ = message;
+    }
+}
+
+/// A run that ends on cancellation returns this error.
+pub fn cancelled() -> Error {
+    Error::Input { name: "generation".into(), message: "cancelled".into() }
+}
+
+/// The run's randomness: the initial latents' noise [1, 4, H/8, W/8] and the fresh noise
+/// ancestral samplers draw at each step.
+pub struct Noise<'a> {
+    pub initial: Tensor<4>,
+    pub steps: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
+}
+
+impl Noise<'_> {
+    /// Everything from one seeded stream (see [`crate::noise`]): the initial noise first,
+    /// then each step's, so a seed fixes the whole image natively and in the browser.
+    pub fn from_seed(seed: u64, latent_shape: [usize; 4], device: &Device) -> Self {
+        let mut generator = NoiseGenerator::new(seed);
+        let initial = generator.normal(latent_shape, device);
+        let device = device.clone();
+        Self { initial, steps: Box::new(move |shape| generator.normal(shape, &device)) }
+    }
+
+    /// Given initial noise (diffusers' `latents=`); step noise from a generator seeded with 0.
+    pub fn given(initial: Tensor<4>, device: &Device) -> Self {
+        let mut generator = NoiseGenerator::new(0);
+        let device = device.clone();
+        Self { initial, steps: Box::new(move |shape| generator.normal(shape, &device)) }
+    }
+}
+
+/// The image as f32 [H, W, 3] in 0..1 (diffusers' `output_type="np"`).
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: TensorData,
+}
+
+impl Base {
+    /// Text to image: [`Self::denoise`] then [`Self::decode`].
+    pub fn generate(
+        &self,
+        refiner: Option<&Refiner>,
+        params: &GenerateParams,
+        noise: Noise,
+        device: &Device,
+        progress: &mut dyn Progress,
+    ) -> Result<Image> {
+        Ok(self.decode(self.denoise(refiner, params, noise, device, progress)?))
+    }
+
+    /// The final latents (diffusers' `output_type="latent"` of the last pipeline run).
+    pub fn denoise(
+        &self,
+        refiner: Option<&Refiner>,
+        params: &GenerateParams,
+        noise: Noise,
+        device: &Device,
+        progress: &mut dyn Progress,
+    ) -> Result<Tensor<4>> {
+        for warning in params.validate(self.vae_scale_factor)? {
+            progress.warn(warning);
+        }
+        let latent_shape = self.latent_shape(params);
+        if noise.initial.dims() != latent_shape {
+            return Err(Error::Input {
+                name: "noise".into(),
+                message: format!("shape {:?}, expected {latent_shape:?}", noise.initial.dims()),
+            });
+        }
+        let Noise { initial, steps: mut draw } = noise;
+
+        let do_cfg = params.guidance > 1.0;
+        let encoders = [&self.text_encoder, &self.text_encoder_2];
+        let mut warn = |message: String| progress.warn(message);
+        let positive = encode_prompt(&encoders, &params.prompt, device, &mut warn)?;
+        let negative = self.negative(&encoders, params, &positive, self.force_zeros_for_empty_prompt, device, &mut warn)?;
+
+        let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
+        let timesteps = scheduler.timesteps().to_vec();
+        let train_steps = self.scheduler.num_train_timesteps;
+        let (base_end, refiner_begin) = match refiner {
+            Some(_) => (
+                schedulers::steps_before(&timesteps, params.refiner_start, train_steps),
+                schedulers::first_step_after(&timesteps, params.refiner_start, train_steps, scheduler.order()),
+            ),
+            None => (timesteps.len(), timesteps.len()),
+        };
+        let total = base_end + (timesteps.len() - refiner_begin);
+        let size = (params.height, params.width);
+        let time_ids = base_time_ids(size, (0, 0), size);
+
+        let mut latents = initial * scheduler.init_noise_sigma();
+        let base_run = Denoise {
+            unet: &self.unet,
+            positive: &positive,
+            negative: negative.as_ref().filter(|_| do_cfg),
+            time_ids: &time_ids,
+            negative_time_ids: &time_ids,
+            guidance: params.guidance,
+            stage: Stage::Base,
+        };
+        latents = base_run.run(scheduler.as_mut(), latents, 0..base_end, (0, total), &mut *draw, device, progress)?;
+
+        if let Some(refiner) = refiner {
+            // The refiner continues the same schedule on a fresh scheduler (the pipeline's own).
+            let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
+            let encoders = [&self.text_encoder_2];
+            let mut warn = |message: String| progress.warn(message);
+            let positive = encode_prompt(&encoders, &params.prompt, device, &mut warn)?;
+            let negative =
+                self.negative(&encoders, params, &positive, refiner.force_zeros_for_empty_prompt, device, &mut warn)?;
+            let run = Denoise {
+                unet: &refiner.unet,
+                positive: &positive,
+                negative: negative.as_ref().filter(|_| do_cfg),
+                time_ids: &refiner_time_ids(size, (0, 0), params.aesthetic_score),
+                negative_time_ids: &refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
+                guidance: params.guidance,
+                stage: Stage::Refiner,
+            };
+            let range = refiner_begin..timesteps.len();
+            latents = run.run(scheduler.as_mut(), latents, range, (base_end, total), &mut *draw, device, progress)?;
+        }
+        Ok(latents)
+    }
+
+    /// The initial noise's shape for an image of the requested size.
+    pub fn latent_shape(&self, params: &GenerateParams) -> [usize; 4] {
+        [1, 4, params.height / self.vae_scale_factor, params.width / self.vae_scale_factor]
+    }
+
+    /// The negative branch's embeddings: zeros when there is no negative prompt and the model
+    /// asks for it, else the encoding of the negative prompt (or of "").
+    fn negative(
+        &self,
+        encoders: &[&TextEncoder],
+        params: &GenerateParams,
+        positive: &PromptEmbeds,
+        force_zeros_for_empty_prompt: bool,
+        device: &Device,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Option<PromptEmbeds>> {
+        if params.guidance <= 1.0 {
+            return Ok(None);
+        }
+        Ok(Some(match &params.negative_prompt {
+            None if force_zeros_for_empty_prompt => positive.zeros_like(),
+            negative => encode_prompt(encoders, negative.as_deref().unwrap_or(""), device, warn)?,
+        }))
+    }
+
+    /// Latents → image [H, W, 3] in 0..1.
+    pub fn decode(&self, latents: Tensor<4>) -> Image {
+        let image = self.vae.decode(latents / self.scaling_factor);
+        let [_, _, height, width] = image.dims();
+        let pixels = (image / 2.0 + 0.5).clamp(0.0, 1.0).narrow(0, 0, 1).reshape([3, height, width]).permute([1, 2, 0]);
+        Image { width, height, pixels: pixels.into_data() }
+    }
+}
+
+/// One network's share of the denoising loop.
+struct Denoise<'a> {
+    unet: &'a UNet2DConditionModel,
+    positive: &'a PromptEmbeds,
+    /// Present when classifier-free guidance is on.
+    negative: Option<&'a PromptEmbeds>,
+    time_ids: &'a [f32],
+    negative_time_ids: &'a [f32],
+    guidance: f64,
+    stage: Stage,
+}
+
+impl Denoise<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        mut latents: Tensor<4>,
+        steps: std::ops::Range<usize>,
+        (done, total): (usize, usize),
+        noise: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
+        device: &Device,
+        progress: &mut dyn Progress,
+    ) -> Result<Tensor<4>> {
+        let time_ids = |ids: &[f32]| Tensor::<1>::from_floats(ids, device).unsqueeze::<2>();
+        // The batch is [negative, positive] under guidance, as diffusers concatenates it.
+        let (context, pooled, time_ids) = match self.negative {
+            Some(negative) => (
+                Tensor::cat(vec![negative.context.clone(), self.positive.context.clone()], 0),
+                Tensor::cat(vec![negative.pooled.clone(), self.positive.pooled.clone()], 0),
+                Tensor::cat(vec![time_ids(self.negative_time_ids), time_ids(self.time_ids)], 0),
+            ),
+            None => (self.positive.context.clone(), self.positive.pooled.clone(), time_ids(self.time_ids)),
+        };
+        let batch = context.dims()[0];
+        let first = steps.start;
+        for step in steps {
+            let t = scheduler.timesteps()[step];
+            let input = scheduler.scale_model_input(latents.clone(), step);
+            let input = if batch == 2 { Tensor::cat(vec![input.clone(), input], 0) } else { input };
+            let timestep = Tensor::<1>::from_floats(vec![t; batch].as_slice(), device);
+            let prediction = self.unet.forward(input, timestep, context.clone(), pooled.clone(), time_ids.clone());
+            let prediction = if batch == 2 {
+                let [uncond, text] = prediction.chunk(2, 0).try_into().expect("two halves");
+                uncond.clone() + (text - uncond) * self.guidance
+            } else {
+                prediction
+            };
+            let out = scheduler.step(prediction, step, latents, noise);
+            latents = out.prev_sample;
+            let preview = progress.wants_preview().then(|| latent_preview(&out.pred_original_sample));
+            if progress.step(self.stage, done + step - first + 1, total, preview).is_break() {
+                return Err(cancelled());
+            }
+        }
+        Ok(latents)
+    }
+}

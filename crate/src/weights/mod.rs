@@ -1,0 +1,230 @@
+//! Filling a module's parameters from named tensors.
+//!
+//! Our modules use diffusers' parameter names, so a checkpoint key *is* the module path
+//! (`down_blocks.1.attentions.0.proj_in.weight`). The only translations are burn's own
+//! conventions, applied by the module type that owns the parameter: `Linear` stores its
+//! weight transposed, and the norms call weight/bias `gamma`/`beta`.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod convert;
+pub mod diffusers;
+pub mod manifest;
+pub mod quant;
+pub mod safetensors_file;
+pub mod safetensors_stream;
+pub mod sharded;
+pub mod single_file;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use self::diffusers::DiffusersFolder;
+
+/// A model's components as diffusers names them: their classes, configs and weights; a
+/// diffusers folder or a converted (sharded) model.
+pub trait ModelSource {
+    /// Where the model lives, for messages.
+    fn location(&self) -> &Path;
+    /// The class `model_index.json` names for a component, or a clear error when absent.
+    fn class_of(&self, component: &str) -> Result<&str>;
+    fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T>;
+    /// Fills `module`'s parameters with the component's weights (see [`load_module`]).
+    fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M>;
+}
+
+impl ModelSource for DiffusersFolder {
+    fn location(&self) -> &Path {
+        self.root()
+    }
+
+    fn class_of(&self, component: &str) -> Result<&str> {
+        DiffusersFolder::class_of(self, component)
+    }
+
+    fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T> {
+        DiffusersFolder::config(self, component)
+    }
+
+    fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M> {
+        load_module(module, &self.weights(component)?, buffers, device)
+    }
+}
+
+/// Somewhere named tensors can be read from, one at a time.
+pub trait TensorSource {
+    /// Every tensor name the source holds.
+    fn names(&self) -> Vec<String>;
+    /// The tensor as f32 data in its checkpoint layout, or `None` when absent.
+    fn read(&self, name: &str) -> Result<Option<TensorData>>;
+}
+
+/// Replaces every float parameter of `module` with the tensor of the same name from `source`.
+/// Missing, surplus and mis-shaped tensors are errors that list the names involved; `buffers`
+/// names checkpoint entries that are not parameters and are passed over.
+pub fn load_module<M: Module>(
+    module: M,
+    source: &dyn TensorSource,
+    buffers: &[&str],
+    device: &Device,
+) -> Result<M> {
+    let mut loader = Loader::new(source, device, false);
+    let module = module.map(&mut loader);
+    loader.finish(buffers).map(|_| module)
+}
+
+/// Which parameters one [`load_partial`] pass filled, and which it found no tensor for.
+pub struct Partial {
+    pub applied: BTreeSet<String>,
+    pub absent: BTreeSet<String>,
+}
+
+/// Like [`load_module`], but a parameter `source` lacks is left as it is and reported in
+/// `absent`, so that a module can be filled from several sources in turn (shard after shard).
+/// Surplus and mis-shaped tensors are errors as in [`load_module`].
+pub fn load_partial<M: Module>(
+    module: M,
+    source: &dyn TensorSource,
+    buffers: &[&str],
+    device: &Device,
+) -> Result<(M, Partial)> {
+    let mut loader = Loader::new(source, device, true);
+    let module = module.map(&mut loader);
+    loader.finish(buffers).map(|partial| (module, partial))
+}
+
+impl<'a> Loader<'a> {
+    fn new(source: &'a dyn TensorSource, device: &Device, partial: bool) -> Self {
+        Loader {
+            source,
+            device: device.clone(),
+            path: Vec::new(),
+            containers: Vec::new(),
+            used: BTreeSet::new(),
+            partial,
+            absent: BTreeSet::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Adds the surplus-tensor check to the errors met while mapping.
+    fn finish(mut self, buffers: &[&str]) -> Result<Partial> {
+        let unused: Vec<String> = self
+            .source
+            .names()
+            .into_iter()
+            .filter(|name| !self.used.contains(name) && !buffers.contains(&name.as_str()))
+            .collect();
+        if !unused.is_empty() {
+            self.errors.push(format!("unexpected tensors: {}", summarize(&unused)));
+        }
+        if self.errors.is_empty() {
+            Ok(Partial { applied: self.used, absent: self.absent })
+        } else {
+            Err(Error::Weights(self.errors.join("; ")))
+        }
+    }
+}
+
+fn summarize(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        text += &format!(" and {} more", names.len() - SHOWN);
+    }
+    text
+}
+
+struct Loader<'a> {
+    source: &'a dyn TensorSource,
+    device: Device,
+    path: Vec<String>,
+    containers: Vec<String>,
+    used: BTreeSet<String>,
+    /// Whether a parameter without a tensor is left alone (and noted in `absent`).
+    partial: bool,
+    absent: BTreeSet<String>,
+    errors: Vec<String>,
+}
+
+impl Loader<'_> {
+    /// The checkpoint name of the parameter at the current path, and whether burn stores it
+    /// transposed relative to the checkpoint.
+    fn checkpoint_name(&self) -> (String, bool) {
+        let owner = self.containers.last().map(String::as_str).unwrap_or("");
+        let leaf = self.path.last().map(String::as_str).unwrap_or("");
+        let is_norm = matches!(owner, "Struct:GroupNorm" | "Struct:LayerNorm");
+        let leaf = match (is_norm, leaf) {
+            (true, "gamma") => "weight",
+            (true, "beta") => "bias",
+            (_, leaf) => leaf,
+        };
+        let mut parts = self.path[..self.path.len().saturating_sub(1)].to_vec();
+        parts.push(leaf.to_string());
+        (parts.join("."), owner == "Struct:Linear" && leaf == "weight")
+    }
+
+    fn fetch<const D: usize>(&mut self, expected: &[usize]) -> Option<Tensor<D>> {
+        let (name, transposed) = self.checkpoint_name();
+        let data = match self.source.read(&name) {
+            Ok(Some(data)) => data,
+            Ok(None) if self.partial => {
+                self.absent.insert(name);
+                return None;
+            }
+            Ok(None) => {
+                self.errors.push(format!("missing tensor {name}"));
+                return None;
+            }
+            Err(error) => {
+                self.errors.push(error.to_string());
+                return None;
+            }
+        };
+        self.used.insert(name.clone());
+        let mut shape = data.shape().to_vec();
+        if transposed {
+            shape.reverse();
+        }
+        if shape != expected {
+            let mut stored = data.shape().to_vec();
+            if transposed {
+                stored.reverse();
+            }
+            let mut wanted = expected.to_vec();
+            if transposed {
+                wanted.reverse();
+            }
+            self.errors.push(format!("tensor {name} has shape {stored:?}, expected {wanted:?}"));
+            return None;
+        }
+        let tensor = Tensor::<D>::from_data(data, &self.device);
+        Some(if transposed { tensor.transpose() } else { tensor })
+    }
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.containers.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let expected = param.lazy_shape().to_vec();
+        match self.fetch::<D>(&expected) {
+            Some(tensor) => {
+                let id = param.id;
+                param.transform_for_load(tensor, id)
+            }
+            None => param,
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! How a tensor is stored in a shard (weights-tools/FORMAT.md): f32, f16, or symmetric
+//! block quantization (q8, q4) with f16 scales, blocks running along the input dimension.
+//! The converter encodes with this code and the loader decodes with it, on the host.
+
+use std::fmt;
+
+use half::f16;
+use serde::{Deserialize, Serialize};
+
+/// Block size the converter uses unless told otherwise.
+pub const DEFAULT_BLOCK_SIZE: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoredDtype {
+    F32,
+    F16,
+    Q8,
+    Q4,
+}
+
+impl fmt::Display for StoredDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StoredDtype::F32 => "f32",
+            StoredDtype::F16 => "f16",
+            StoredDtype::Q8 => "q8",
+            StoredDtype::Q4 => "q4",
+        })
+    }
+}
+
+/// The largest magnitude a quantized value takes: ±127 (q8), ±7 (q4).
+fn levels(dtype: StoredDtype) -> f32 {
+    match dtype {
+        StoredDtype::Q8 => 127.0,
+        _ => 7.0,
+    }
+}
+
+impl StoredDtype {
+    pub fn is_quantized(self) -> bool {
+        matches!(self, StoredDtype::Q8 | StoredDtype::Q4)
+    }
+
+    /// Bytes a tensor of `shape` takes; errors say why the combination is impossible.
+    pub fn stored_len(self, shape: &[usize], block_size: Option<usize>) -> Result<u64, String> {
+        let count = element_count(shape).ok_or("its element count overflows")?;
+        let bytes = match (self, block_size) {
+            (StoredDtype::F32, None) => count.checked_mul(4),
+            (StoredDtype::F16, None) => count.checked_mul(2),
+            (StoredDtype::F32 | StoredDtype::F16, Some(_)) => {
+                return Err(format!("{self} takes no block_size"));
+            }
+            (_, None) => return Err(format!("{self} needs a block_size")),
+            (_, Some(block)) => {
+                let (rows, cols) = rows_cols(shape).ok_or(format!("{self} needs a rank-2 or higher shape"))?;
+                if block == 0 {
+                    return Err("block_size 0".into());
+                }
+                let scales = rows.checked_mul(cols.div_ceil(block)).and_then(|n| n.checked_mul(2));
+                let values = if self == StoredDtype::Q8 { Some(count) } else { Some(count.div_ceil(2)) };
+                scales.zip(values).and_then(|(scales, values)| scales.checked_add(values))
+            }
+        };
+        bytes.map(|b| b as u64).ok_or_else(|| "its byte length overflows".into())
+    }
+}
+
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// A weight viewed as `[out, in·kh·kw]`: rows are output channels, blocks run along a row.
+fn rows_cols(shape: &[usize]) -> Option<(usize, usize)> {
+    match shape {
+        [rows, rest @ ..] if !rest.is_empty() => Some((*rows, element_count(rest)?)),
+        _ => None,
+    }
+}
+
+/// Whether the converter quantizes a tensor: the weights of linear and conv layers (rank 2
+/// and 4, `*.weight`), not embedding tables (`token_embedding`, `position_embedding`).
+pub fn is_quantizable(name: &str, shape: &[usize]) -> bool {
+    let mut parts = name.rsplit('.');
+    let (leaf, owner) = (parts.next(), parts.next().unwrap_or(""));
+    leaf == Some("weight") && matches!(shape.len(), 2 | 4) && !owner.ends_with("embedding")
+}
+
+/// The bytes of `values` (row-major, checkpoint layout) stored as `dtype`: little-endian
+/// f32/f16; for q8/q4 the f16 scales of every block (row by row), then the values: one i8
+/// each (q8), or two per byte, low nibble first, as `q + 8` (q4).
+pub fn encode(dtype: StoredDtype, values: &[f32], shape: &[usize], block_size: Option<usize>) -> Result<Vec<u8>, String> {
+    let len = dtype.stored_len(shape, block_size)? as usize;
+    if element_count(shape) != Some(values.len()) {
+        return Err(format!("{} values for shape {shape:?}", values.len()));
+    }
+    let mut out = Vec::with_capacity(len);
+    match dtype {
+        StoredDtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        StoredDtype::F16 => values.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+        StoredDtype::Q8 | StoredDtype::Q4 => {
+            let block = block_size.expect("checked by stored_len");
+            let (_, cols) = rows_cols(shape).expect("checked by stored_len");
+            let limit = levels(dtype);
+            let mut quantized = Vec::with_capacity(values.len());
+            for row in values.chunks(cols.max(1)) {
+                for chunk in row.chunks(block) {
+                    let max = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let scale = f16::from_f32(max / limit);
+                    if !scale.is_finite() {
+                        return Err(format!("a block's largest magnitude {max} overflows an f16 scale"));
+                    }
+                    out.extend_from_slice(&scale.to_le_bytes());
+                    // Rounds with the stored scale, so decoding reproduces the nearest level.
+                    let scale = scale.to_f32();
+                    quantized.extend(chunk.iter().map(|v| {
+                        if scale == 0.0 { 0 } else { (v / scale).round().clamp(-limit, limit) as i8 }
+                    }));
+                }
+            }
+            if dtype == StoredDtype::Q8 {
+                out.extend(quantized.iter().map(|q| *q as u8));
+            } else {
+                out.extend(quantized.chunks(2).map(|pair| {
+                    let nibble = |q: i8| (q + 8) as u8;
+                    nibble(pair[0]) | pair.get(1).map_or(0, |q| nibble(*q) << 4)
+                }));
+            }
+        }
+    }
+    debug_assert_eq!(out.len(), len);
+    Ok(out)
+}
+
+/// The f32 values of a stored tensor; `bytes` must be exactly its stored length.
+pub fn decode(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block_size: Option<usize>) -> Result<Vec<f32>, String> {
+    let len = dtype.stored_len(shape, block_size)? as usize;
+    if bytes.len() != len {
+        return Err(format!("{} bytes, {dtype} of shape {shape:?} takes {len}", bytes.len()));
+    }
+    Ok(match dtype {
+        StoredDtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        StoredDtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        StoredDtype::Q8 | StoredDtype::Q4 => {
+            let block = block_size.expect("checked by stored_len");
+            let (rows, cols) = rows_cols(shape).expect("checked by stored_len");
+            let blocks_per_row = cols.div_ceil(block);
+            let (scales, values) = bytes.split_at(rows * blocks_per_row * 2);
+            let scale = |i: usize| {
+                let s = &scales[2 * ((i / cols) * blocks_per_row + (i % cols) / block)..];
+                f16::from_le_bytes([s[0], s[1]]).to_f32()
+            };
+            let count = rows * cols;
+            if dtype == StoredDtype::Q8 {
+                (0..count).map(|i| values[i] as i8 as f32 * scale(i)).collect()
+            } else {
+                (0..count)
+                    .map(|i| {
+                        let nibble = (values[i / 2] >> (4 * (i % 2))) & 0x0f;
+                        (nibble as i32 - 8) as f32 * scale(i)
+                    })
+                    .collect()
+            }
+        }
+    })
+}

@@ -1,0 +1,262 @@
+//! Loading a converted model (weights-tools/FORMAT.md): a manifest and shard files, read from
+//! a folder (native) or handed over shard by shard as bytes (browser). Each shard is checked
+//! against the manifest (size, SHA-256) before any of its bytes are used, and a module is
+//! filled shard by shard, so host memory stays near one shard plus one dequantized tensor.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Device, TensorData};
+
+use super::manifest::{FileEntry, MANIFEST_FILE, Manifest, ShardEntry, TensorEntry, hex, sha256_hex};
+use super::{ModelSource, TensorSource, load_partial, quant};
+use crate::error::{Error, Result};
+
+pub struct ShardedModel {
+    /// The folder holding the manifest, or (browser) the URL it came from.
+    root: PathBuf,
+    manifest: Manifest,
+}
+
+impl ShardedModel {
+    /// Opens `dir/manifest.json`; shards are read when a component is loaded.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Self { root: dir.to_path_buf(), manifest: Manifest::parse(&bytes, &path.display().to_string())? })
+    }
+
+    /// A model whose manifest came as bytes from `root` (a URL in the browser).
+    pub fn from_manifest(bytes: &[u8], root: &str) -> Result<Self> {
+        let manifest = Manifest::parse(bytes, &format!("{root}/{MANIFEST_FILE}"))?;
+        Ok(Self { root: PathBuf::from(root), manifest })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Checks a shard's bytes against the manifest and makes its tensors readable.
+    pub fn check_shard<'a>(&'a self, file: &str, bytes: &'a [u8]) -> Result<ShardView<'a>> {
+        let shard = self.manifest.shard(file).ok_or_else(|| {
+            Error::Weights(format!("{}: the manifest lists no shard {file}", self.root.display()))
+        })?;
+        if bytes.len() as u64 != shard.size {
+            return Err(self.shard_error(shard, format!(
+                "{} bytes, the manifest says {} (truncated or replaced)",
+                bytes.len(),
+                shard.size
+            )));
+        }
+        let hash = sha256_hex(bytes);
+        if hash != shard.sha256 {
+            return Err(self.shard_error(shard, format!(
+                "SHA-256 {hash} differs from the manifest's {} (corrupted or replaced)",
+                shard.sha256
+            )));
+        }
+        let tensors = self.manifest.tensors.iter().filter(|t| t.shard == shard.file).map(|t| (t.name.as_str(), t)).collect();
+        Ok(ShardView { model: self, shard, bytes, tensors })
+    }
+
+    /// Reads a shard file beside the manifest (native), refusing one of the wrong size unread.
+    pub fn read_shard(&self, shard: &ShardEntry) -> Result<Vec<u8>> {
+        let path = self.root.join(&shard.file);
+        let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+        if size != shard.size {
+            return Err(self.shard_error(shard, format!(
+                "{size} bytes, the manifest says {} (truncated or replaced)",
+                shard.size
+            )));
+        }
+        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Re-hashes every shard and listed file beside the manifest (native), streaming; returns
+    /// every problem found, empty when the model is intact.
+    pub fn verify(&self) -> Vec<String> {
+        let listed = self.manifest.shards.iter().map(|s| (&s.file, s.size, &s.sha256));
+        let files = self.manifest.files.iter().map(|FileEntry { path, size, sha256 }| (path, *size, sha256));
+        listed
+            .chain(files)
+            .filter_map(|(file, size, sha256)| {
+                let path = self.root.join(file);
+                match hash_file(&path) {
+                    Err(error) => Some(error.to_string()),
+                    Ok((actual, _)) if actual != size => {
+                        Some(format!("{}: {actual} bytes, the manifest says {size}", path.display()))
+                    }
+                    Ok((_, hash)) if &hash != sha256 => {
+                        Some(format!("{}: SHA-256 {hash} differs from the manifest's {sha256}", path.display()))
+                    }
+                    Ok(_) => None,
+                }
+            })
+            .collect()
+    }
+
+    fn shard_error(&self, shard: &ShardEntry, message: String) -> Error {
+        Error::Weights(format!("{}: shard of `{}`: {message}", self.root.join(&shard.file).display(), shard.component))
+    }
+}
+
+/// Size and SHA-256 of a file, read in bounded pieces.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+        if read == 0 {
+            return Ok((size, hex(&hasher.finalize())));
+        }
+        size += read as u64;
+        hasher.update(&buffer[..read]);
+    }
+}
+
+/// The tensors of one checked shard, dequantized to f32 as they are read.
+pub struct ShardView<'a> {
+    model: &'a ShardedModel,
+    shard: &'a ShardEntry,
+    bytes: &'a [u8],
+    tensors: BTreeMap<&'a str, &'a TensorEntry>,
+}
+
+impl ShardView<'_> {
+    pub fn component(&self) -> &str {
+        &self.shard.component
+    }
+}
+
+impl TensorSource for ShardView<'_> {
+    fn names(&self) -> Vec<String> {
+        self.tensors.keys().map(|name| name.to_string()).collect()
+    }
+
+    fn read(&self, name: &str) -> Result<Option<TensorData>> {
+        let Some(tensor) = self.tensors.get(name) else {
+            return Ok(None);
+        };
+        // The manifest guarantees the range lies within the shard, whose size was checked.
+        let bytes = &self.bytes[tensor.offset as usize..(tensor.offset + tensor.length) as usize];
+        let values = quant::decode(tensor.dtype, bytes, &tensor.shape, tensor.block_size)
+            .map_err(|e| self.model.shard_error(self.shard, format!("tensor {name}: {e}")))?;
+        Ok(Some(TensorData::new(values, tensor.shape.clone())))
+    }
+}
+
+/// A component's module being filled shard by shard: the browser hands each shard's bytes to
+/// [`apply_shard`](Self::apply_shard) as they arrive, then calls [`finish`](Self::finish).
+pub struct ModuleAssembly<M> {
+    component: String,
+    buffers: Vec<String>,
+    module: Option<M>,
+    applied: std::collections::BTreeSet<String>,
+}
+
+impl<M: Module> ModuleAssembly<M> {
+    pub fn new(component: &str, module: M, buffers: &[&str]) -> Self {
+        Self {
+            component: component.to_string(),
+            buffers: buffers.iter().map(|b| b.to_string()).collect(),
+            module: Some(module),
+            applied: Default::default(),
+        }
+    }
+
+    /// Checks a shard of this component and loads its tensors into the module.
+    pub fn apply_shard(&mut self, model: &ShardedModel, file: &str, bytes: &[u8], device: &Device) -> Result<()> {
+        let view = model.check_shard(file, bytes)?;
+        self.apply(&view, device)
+    }
+
+    /// Loads the tensors of a checked shard into the module.
+    pub fn apply(&mut self, view: &ShardView, device: &Device) -> Result<()> {
+        if view.component() != self.component {
+            return Err(view.model.shard_error(view.shard, format!("not a shard of `{}`", self.component)));
+        }
+        let module = self.module.take().ok_or_else(|| {
+            Error::Weights(format!("`{}`: loading failed earlier; start again", self.component))
+        })?;
+        let buffers: Vec<&str> = self.buffers.iter().map(String::as_str).collect();
+        let (module, partial) = load_partial(module, view, &buffers, device).map_err(|e| match e {
+            Error::Weights(message) => view.model.shard_error(view.shard, message),
+            other => other,
+        })?;
+        self.applied.extend(partial.applied);
+        self.module = Some(module);
+        Ok(())
+    }
+
+    /// The filled module, or an error naming the parameters no shard provided.
+    pub fn finish(self, model: &ShardedModel, device: &Device) -> Result<M> {
+        let module = self.module.ok_or_else(|| {
+            Error::Weights(format!("`{}`: loading failed earlier; start again", self.component))
+        })?;
+        // A pass over nothing lists every parameter's checkpoint name as absent.
+        let (module, every) = load_partial(module, &Nothing, &[], device)?;
+        let missing: Vec<String> = every.absent.difference(&self.applied).cloned().collect();
+        if missing.is_empty() {
+            Ok(module)
+        } else {
+            Err(Error::Weights(format!(
+                "{}: `{}`: no shard holds {} tensor(s): missing tensor {}",
+                model.root.display(),
+                self.component,
+                missing.len(),
+                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", missing tensor ")
+            )))
+        }
+    }
+}
+
+struct Nothing;
+
+impl TensorSource for Nothing {
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn read(&self, _name: &str) -> Result<Option<TensorData>> {
+        Ok(None)
+    }
+}
+
+impl ModelSource for ShardedModel {
+    fn location(&self) -> &Path {
+        &self.root
+    }
+
+    fn class_of(&self, component: &str) -> Result<&str> {
+        self.manifest.components.get(component).map(|entry| entry.class.as_str()).ok_or_else(|| {
+            Error::Weights(format!(
+                "{}: the manifest has no component `{component}` (it has: {})",
+                self.root.display(),
+                self.manifest.components.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T> {
+        self.class_of(component)?;
+        serde_json::from_value(self.manifest.components[component].config.clone()).map_err(|e| {
+            Error::Weights(format!("{}: the config of `{component}`: {e}", self.root.join(MANIFEST_FILE).display()))
+        })
+    }
+
+    /// Reads the component's shards one at a time, each checked before use.
+    fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M> {
+        self.class_of(component)?;
+        let mut assembly = ModuleAssembly::new(component, module, buffers);
+        for shard in self.manifest.shards_of(component) {
+            let bytes = self.read_shard(shard)?;
+            assembly.apply(&self.check_shard(&shard.file, &bytes)?, device)?;
+        }
+        assembly.finish(self, device)
+    }
+}

@@ -1,0 +1,165 @@
+//! Whole tiny-model runs against diffusers' `StableDiffusionXLPipeline` (+ the refiner in
+//! ensemble-of-experts mode) from `tests/fixtures/pipeline`: same noise, 10 steps, guidance 5.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+
+use burn::tensor::{Device, Tensor};
+use common::{fixtures, relative_l2};
+use sdxl_web::pipeline::preview::Preview;
+use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
+use sdxl_web::schedulers::SchedulerKind;
+use sdxl_web::weights::TensorSource;
+use sdxl_web::weights::safetensors_file::SafetensorsSource;
+
+/// The final latents are compared tightly; the image (through the VAE, saturating on random
+/// weights) within the 1e-3.
+const LATENT_TOLERANCE: f64 = 1e-4;
+const IMAGE_TOLERANCE: f64 = 1e-3;
+
+#[derive(Default)]
+struct Recorder {
+    steps: Vec<(Stage, usize, usize)>,
+    cancel_after: Option<usize>,
+}
+
+impl Progress for Recorder {
+    fn wants_preview(&self) -> bool {
+        true
+    }
+
+    fn step(&mut self, stage: Stage, index: usize, total: usize, preview: Option<Preview>) -> ControlFlow<()> {
+        let preview = preview.expect("a preview was asked for");
+        assert_eq!((preview.width, preview.height, preview.rgba.len()), (8, 8, 8 * 8 * 4));
+        self.steps.push((stage, index, total));
+        match self.cancel_after {
+            Some(limit) if index >= limit => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+fn reference(case: &str) -> SafetensorsSource {
+    SafetensorsSource::open(&[fixtures().join("pipeline").join(format!("{case}.safetensors"))]).unwrap()
+}
+
+fn tensor(source: &SafetensorsSource, name: &str, device: &Device) -> Tensor<4> {
+    let data = source.read(name).unwrap().unwrap_or_else(|| panic!("no `{name}`"));
+    Tensor::from_data(data, device)
+}
+
+fn params(scheduler: SchedulerKind, negative_prompt: Option<&str>) -> GenerateParams {
+    let mut params = GenerateParams::new("a photo of an astronaut riding a horse");
+    params.negative_prompt = negative_prompt.map(str::to_string);
+    params.steps = 10;
+    params.guidance = 5.0;
+    params.width = 64;
+    params.height = 64;
+    params.scheduler = scheduler;
+    params
+}
+
+/// The fixture's noise; for ancestral runs, the step noise diffusers drew, in order.
+fn noise<'a>(case: &SafetensorsSource, device: &'a Device) -> Noise<'a> {
+    let initial = SafetensorsSource::open(&[fixtures().join("pipeline/noise.safetensors")]).unwrap();
+    let mut recorded: VecDeque<Tensor<4>> = (0..)
+        .map_while(|i| case.read(&format!("step_noise_{i}")).unwrap())
+        .map(|data| Tensor::from_data(data, device))
+        .collect();
+    let mut noise = Noise::given(tensor(&initial, "noise", device), device);
+    if !recorded.is_empty() {
+        noise.steps = Box::new(move |_| recorded.pop_front().expect("one recorded noise per step"));
+    }
+    noise
+}
+
+fn check_case(base: &Base, refiner: Option<&Refiner>, case: &str, params: &GenerateParams, final_latents: &str, device: &Device) {
+    let expected = reference(case);
+    let mut progress = Recorder::default();
+    let latents = base.denoise(refiner, params, noise(&expected, device), device, &mut progress).unwrap();
+    let latent_error = relative_l2(&latents.clone().into_data(), &expected.read(final_latents).unwrap().unwrap());
+    let image = base.decode(latents);
+    let image_error = relative_l2(&image.pixels, &expected.read("image").unwrap().unwrap());
+    println!("{case}: latents {latent_error:.2e}, image {image_error:.2e}");
+    assert!(latent_error <= LATENT_TOLERANCE, "{case}: latents relative L2 {latent_error:.3e}");
+    assert!(image_error <= IMAGE_TOLERANCE, "{case}: image relative L2 {image_error:.3e}");
+    let total = progress.steps.len();
+    assert_eq!(progress.steps.last().map(|step| (step.1, step.2)), Some((total, total)));
+}
+
+#[test]
+fn base_runs_match_diffusers_for_every_scheduler() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    for (case, scheduler, negative) in [
+        ("base_euler", SchedulerKind::Euler, Some("")),
+        ("base_euler_negative", SchedulerKind::Euler, Some("blurry, low quality")),
+        ("base_euler_negative_none", SchedulerKind::Euler, None),
+        ("base_euler_a", SchedulerKind::EulerAncestral, Some("")),
+        ("base_dpmpp_2m", SchedulerKind::DpmPp2M, Some("")),
+        ("base_dpmpp_2m_karras", SchedulerKind::DpmPp2MKarras, Some("")),
+        ("base_ddim", SchedulerKind::Ddim, Some("")),
+    ] {
+        check_case(&base, None, case, &params(scheduler, negative), "latents_step_9", &device);
+    }
+}
+
+#[test]
+fn base_then_refiner_matches_diffusers_ensemble_of_experts() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let refiner = Refiner::from_folder(&fixtures().join("tiny-sdxl-refiner"), &device).unwrap();
+    let params = params(SchedulerKind::Euler, Some(""));
+    check_case(&base, Some(&refiner), "base_refiner_euler", &params, "refiner_latents_step_1", &device);
+}
+
+#[test]
+fn cancelling_stops_between_steps() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let mut progress = Recorder { cancel_after: Some(3), ..Recorder::default() };
+    let params = params(SchedulerKind::Euler, None);
+    let noise = Noise::from_seed(7, base.latent_shape(&params), &device);
+    let error = base.denoise(None, &params, noise, &device, &mut progress).err().expect("cancelled");
+    assert!(error.to_string().contains("cancelled"), "{error}");
+    assert_eq!(progress.steps.len(), 3);
+}
+
+#[test]
+fn a_seed_fixes_the_image() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let mut params = params(SchedulerKind::EulerAncestral, None);
+    params.steps = 3;
+    let run = |seed| {
+        let noise = Noise::from_seed(seed, base.latent_shape(&params), &device);
+        base.denoise(None, &params, noise, &device, &mut Recorder::default()).unwrap().into_data()
+    };
+    let (first, again, other) = (run(1), run(1), run(2));
+    assert_eq!(first, again);
+    assert!(relative_l2(&other, &first) > 0.1);
+}
+
+#[test]
+fn invalid_parameters_are_refused() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let good = params(SchedulerKind::Euler, None);
+    for (edit, name) in [
+        (Box::new(|p: &mut GenerateParams| p.width = 60) as Box<dyn Fn(&mut GenerateParams)>, "width"),
+        (Box::new(|p: &mut GenerateParams| p.steps = 0), "steps"),
+        (Box::new(|p: &mut GenerateParams| p.guidance = -1.0), "guidance"),
+        (Box::new(|p: &mut GenerateParams| p.refiner_start = 1.0), "refiner start"),
+    ] {
+        let mut bad = good.clone();
+        edit(&mut bad);
+        let noise = Noise::from_seed(0, [1, 4, 8, 8], &device);
+        let error = base.denoise(None, &bad, noise, &device, &mut Recorder::default()).err().expect("refused");
+        assert!(error.to_string().contains(name), "{name}: {error}");
+    }
+    let mut odd = good.clone();
+    odd.width = 72;
+    assert_eq!(odd.validate(8).unwrap().len(), 1, "72 is allowed, with a warning");
+}

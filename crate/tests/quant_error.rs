@@ -1,0 +1,80 @@
+//! The error each storage mode puts into a weight, measured (`--nocapture` prints the figures
+//! FORMAT.md quotes): relative L2 on a full-size random SDXL weight and on every quantized
+//! weight of the tiny fixture models. Component output errors are in tests/sharded.rs.
+
+mod common;
+
+use common::fixtures;
+use sdxl_web::weights::TensorSource;
+use sdxl_web::weights::diffusers::{DiffusersFolder, weight_files};
+use sdxl_web::weights::quant::{self, DEFAULT_BLOCK_SIZE, StoredDtype};
+use sdxl_web::weights::safetensors_stream::SafetensorsStream;
+
+fn relative_l2(ours: &[f32], reference: &[f32]) -> f64 {
+    let (mut diff, mut norm) = (0f64, 0f64);
+    for (a, b) in ours.iter().zip(reference) {
+        diff += (*a as f64 - *b as f64).powi(2);
+        norm += (*b as f64).powi(2);
+    }
+    (diff / norm).sqrt()
+}
+
+fn round_trip_error(dtype: StoredDtype, values: &[f32], shape: &[usize]) -> f64 {
+    let block = dtype.is_quantized().then_some(DEFAULT_BLOCK_SIZE);
+    let stored = quant::encode(dtype, values, shape, block).unwrap();
+    relative_l2(&quant::decode(dtype, &stored, shape, block).unwrap(), values)
+}
+
+/// Normal(0, 0.02) values, as PyTorch initializes linear layers, from a fixed seed.
+fn gaussian(count: usize) -> Vec<f32> {
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..count)
+        .map(|_| (0.02 * (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos()) as f32)
+        .collect()
+}
+
+/// (mode, bound): each bound sits just above the figure measured on Normal(0, 0.02) weights.
+const BOUNDS: [(StoredDtype, f64); 3] = [(StoredDtype::F16, 3e-4), (StoredDtype::Q8, 6e-3), (StoredDtype::Q4, 1.1e-1)];
+
+#[test]
+fn full_size_random_weights() {
+    // The UNet's feed-forward projection [1280, 5120] and a 3×3 conv of the 320-channel stage.
+    for shape in [vec![1280, 5120], vec![320, 320, 3, 3]] {
+        let values = gaussian(shape.iter().product());
+        for (dtype, bound) in BOUNDS {
+            let error = round_trip_error(dtype, &values, &shape);
+            println!("{dtype} (block {DEFAULT_BLOCK_SIZE}) {shape:?}: relative L2 {error:.3e}");
+            assert!(error <= bound, "{dtype} {shape:?}: {error:.3e} > {bound:e}");
+            assert!(error > bound / 10.0, "{dtype} {shape:?}: {error:.3e} is implausibly small");
+        }
+    }
+}
+
+#[test]
+fn tiny_fixture_weights() {
+    let folder = DiffusersFolder::open(&fixtures().join("tiny-sdxl-base")).unwrap();
+    for (dtype, bound) in BOUNDS.into_iter().skip(1) {
+        let mut errors = Vec::new();
+        for component in ["text_encoder", "text_encoder_2", "unet", "vae"] {
+            let source = SafetensorsStream::open(&weight_files(&folder.root().join(component)).unwrap()).unwrap();
+            for name in source.names() {
+                let data = source.read(&name).unwrap().unwrap();
+                let shape = data.shape().to_vec();
+                if quant::is_quantizable(&name, &shape) {
+                    errors.push(round_trip_error(dtype, &data.into_vec::<f32>().unwrap(), &shape));
+                }
+            }
+        }
+        errors.sort_by(f64::total_cmp);
+        let (median, worst) = (errors[errors.len() / 2], errors[errors.len() - 1]);
+        println!("{dtype} on {} tiny-base weights: median {median:.3e}, worst {worst:.3e}", errors.len());
+        assert!(median <= bound, "{dtype}: median {median:.3e} > {bound:e}");
+        assert!(worst <= 2.0 * bound, "{dtype}: worst {worst:.3e} > {:e}", 2.0 * bound);
+    }
+}

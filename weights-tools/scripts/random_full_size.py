@@ -1,0 +1,73 @@
+"""Writes a full-size SDXL base model with random weights as a diffusers folder (fp16 variant):
+UNet, both text encoders and VAE, for measuring sdxl-weights' memory on a real-sized input.
+
+Tensors are generated and written one at a time (architectures are built on the meta device), so
+this needs ~7 GB of disk and little memory. Usage: python random_full_size.py OUT_DIR
+"""
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRESETS = Path(__file__).resolve().parents[2] / "crate/src/models/presets"
+
+
+def shapes(component):
+    config = json.loads((PRESETS / f"sdxl_{component}.json").read_text())
+    with torch.device("meta"):
+        if component.startswith("text_encoder"):
+            from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+            cls = CLIPTextModelWithProjection if component.endswith("_2") else CLIPTextModel
+            model = cls(CLIPTextConfig(**config))
+        elif component == "base_unet":
+            from diffusers import UNet2DConditionModel
+
+            model = UNet2DConditionModel.from_config(config)
+        else:
+            from diffusers import AutoencoderKL
+
+            model = AutoencoderKL.from_config(config)
+    return config, {name: tuple(t.shape) for name, t in model.state_dict().items() if t.is_floating_point()}
+
+
+def write(path, tensors, seed):
+    """A safetensors file of random f16 tensors, written tensor by tensor."""
+    header, offset = {}, 0
+    for name, shape in tensors.items():
+        size = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as out:
+        out.write(struct.pack("<Q", len(encoded)) + encoded)
+        for shape in tensors.values():
+            out.write((rng.standard_normal(shape, dtype=np.float32) * 0.02).astype("<f2").tobytes())
+
+
+def main(out):
+    out = Path(out)
+    index = {"_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1"}
+    for seed, (folder, preset, lib, cls, stem) in enumerate([
+        ("text_encoder", "text_encoder", "transformers", "CLIPTextModel", "model"),
+        ("text_encoder_2", "text_encoder_2", "transformers", "CLIPTextModelWithProjection", "model"),
+        ("unet", "base_unet", "diffusers", "UNet2DConditionModel", "diffusion_pytorch_model"),
+        ("vae", "vae", "diffusers", "AutoencoderKL", "diffusion_pytorch_model"),
+    ]):
+        config, tensors = shapes(preset)
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        (out / folder / "config.json").write_text(json.dumps(config, indent=2))
+        write(out / folder / f"{stem}.fp16.safetensors", tensors, seed)
+        index[folder] = [lib, cls]
+        print(folder, len(tensors), "tensors", flush=True)
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

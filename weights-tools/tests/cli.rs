@@ -1,0 +1,72 @@
+//! The `sdxl-weights` command line: convert, inspect, verify, and a clear non-zero exit on
+//! damage.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn sdxl_weights(args: &[&str], paths: &[&Path]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sdxl-weights"));
+    command.args(args);
+    for path in paths {
+        command.arg(path);
+    }
+    command.output().unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn convert_inspect_verify() {
+    let out = std::env::temp_dir().join(format!("sdxl-weights-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let model = fixtures().join("tiny-sdxl-base");
+    let convert = Command::new(env!("CARGO_BIN_EXE_sdxl-weights"))
+        .args(["convert", "--quant", "q4", "--shard-mb", "1", "--from"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(convert.status.success(), "{}", text(&convert));
+    assert!(text(&convert).contains("peak memory (VmHWM):"), "{}", text(&convert));
+
+    let inspect = sdxl_weights(&["inspect"], &[&out]);
+    assert!(inspect.status.success(), "{}", text(&inspect));
+    let report = text(&inspect);
+    for part in ["unet", "vae", "text_encoder_2", "q4", "f16", "parameters"] {
+        assert!(report.contains(part), "`{part}` not in {report}");
+    }
+
+    let verify = sdxl_weights(&["verify"], &[&out]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains(": OK ("), "{}", text(&verify));
+
+    // Damage one shard: verify names it and fails.
+    let shard = out.join("unet-00000.bin");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[7] ^= 1;
+    std::fs::write(&shard, &bytes).unwrap();
+    let verify = sdxl_weights(&["verify"], &[&out]);
+    assert!(!verify.status.success());
+    assert!(text(&verify).contains("unet-00000.bin: SHA-256"), "{}", text(&verify));
+    assert!(text(&verify).contains("1 problem(s)"), "{}", text(&verify));
+
+    // Converting onto an existing model is refused, not a silent overwrite.
+    let again = Command::new(env!("CARGO_BIN_EXE_sdxl-weights"))
+        .args(["convert", "--from"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(text(&again).contains("refusing to overwrite"), "{}", text(&again));
+    assert!(!text(&again).contains("panicked"));
+    let _ = std::fs::remove_dir_all(&out);
+}
