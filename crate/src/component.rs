@@ -116,7 +116,7 @@ impl Inputs<'_> {
         let [batch, tokens] = shape[..] else {
             return Err(Error::Input { name: name.into(), message: format!("shape {shape:?}, expected [B, 77]") });
         };
-        let ids = data.convert::<i64>().into_vec::<i64>().map_err(|e| Error::Input {
+        let ids = data.convert::<i64>().try_into_vec::<i64>().map_err(|e| Error::Input {
             name: name.into(),
             message: format!("{e:?}"),
         })?;

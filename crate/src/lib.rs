@@ -3,6 +3,7 @@
 pub mod error;
 pub mod models;
 pub mod noise;
+pub mod pipeline;
 pub mod ops_check;
 pub mod schedulers;
 pub mod tokenizer;

@@ -111,7 +111,7 @@ fn sin_cos_small(x: f64) -> (f64, f64) {
     for n in 1..19 {
         factorial[n] = factorial[n - 1] * n as f64; // exact: 18! < 2⁵³
     }
-    let sign = |k: usize| if k % 2 == 0 { 1.0 } else { -1.0 };
+    let sign = |k: usize| if k.is_multiple_of(2) { 1.0 } else { -1.0 };
     let sin = (0..=8).rev().fold(0.0, |sum, k| sum * x2 + sign(k) / factorial[2 * k + 1]);
     let cos = (0..=9).rev().fold(0.0, |sum, k| sum * x2 + sign(k) / factorial[2 * k]);
     (x * sin, cos)

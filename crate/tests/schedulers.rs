@@ -18,7 +18,8 @@ use serde_json::Value;
 
 fn fixture() -> Value {
     let path = fixtures().join("schedulers.json");
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("read schedulers.json")).expect("parse schedulers.json")
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("read schedulers.json"))
+        .expect("parse schedulers.json")
 }
 
 fn sdxl_config() -> SchedulerConfig {
@@ -66,7 +67,13 @@ fn relative(ours: f64, reference: f64) -> f64 {
 
 /// The worst relative difference, after checking the lengths agree.
 fn worst_relative(name: &str, ours: &[f32], reference: &[f64]) -> f64 {
-    assert_eq!(ours.len(), reference.len(), "{name}: {} values, diffusers has {}", ours.len(), reference.len());
+    assert_eq!(
+        ours.len(),
+        reference.len(),
+        "{name}: {} values, diffusers has {}",
+        ours.len(),
+        reference.len()
+    );
     ours.iter().zip(reference).map(|(&o, &r)| relative(f64::from(o), r)).fold(0.0, f64::max)
 }
 
@@ -102,7 +109,8 @@ fn schedules_and_steps_match_diffusers() {
         let (mut worst_scaled, mut worst_prev) = (0f64, 0f64);
         for step in 0..steps {
             let scaled = scheduler.scale_model_input(sample.clone(), step);
-            let error = relative_l2(&scaled.into_data(), &tensor(&test["scaled_inputs"][step], &device).into_data());
+            let error =
+                relative_l2(&scaled.into_data(), &tensor(&test["scaled_inputs"][step], &device).into_data());
             worst_scaled = worst_scaled.max(error);
 
             let draws = Cell::new(0);
@@ -116,12 +124,21 @@ fn schedules_and_steps_match_diffusers() {
             let model_output = tensor(&test["model_outputs"][step], &device);
             let out = scheduler.step(model_output, step, sample, &mut noise);
             assert_eq!(draws.get(), usize::from(ancestral), "{name} step {step}: noise draws");
-            let error = relative_l2(&out.prev_sample.clone().into_data(), &tensor(&test["prev_samples"][step], &device).into_data());
+            let error = relative_l2(
+                &out.prev_sample.clone().into_data(),
+                &tensor(&test["prev_samples"][step], &device).into_data(),
+            );
             worst_prev = worst_prev.max(error);
             if step + 1 == steps && kind_of(name) != SchedulerKind::Ddim {
                 // The last step lands on sigma 0, where the sample is the x0 estimate itself.
-                let x0_error = relative_l2(&out.pred_original_sample.clone().into_data(), &out.prev_sample.clone().into_data());
-                assert!(x0_error <= 1e-5, "{name}: last x0 estimate differs from the result by {x0_error:.1e}");
+                let x0_error = relative_l2(
+                    &out.pred_original_sample.clone().into_data(),
+                    &out.prev_sample.clone().into_data(),
+                );
+                assert!(
+                    x0_error <= 1e-5,
+                    "{name}: last x0 estimate differs from the result by {x0_error:.1e}"
+                );
             }
             sample = out.prev_sample;
         }
@@ -144,8 +161,10 @@ fn schedules_and_steps_match_diffusers() {
 /// ```
 #[test]
 fn linspace_and_trailing_spacings_match_diffusers() {
+    /// (kind, spacing, timesteps, sigmas, init_noise_sigma)
+    type SpacingCase = (&'static str, &'static str, &'static [f32], Option<&'static [f32]>, f64);
     #[rustfmt::skip]
-    let cases: [(&str, &str, &[f32], Option<&[f32]>, f64); 6] = [
+    let cases: [SpacingCase; 6] = [
         ("euler", "linspace", &[999.0, 832.5, 666.0, 499.5, 333.0, 166.5, 0.0],
          Some(&[14.614647, 5.9489183, 2.9183085, 1.6155834, 0.9323583, 0.49355352, 0.029167533, 0.0]), 14.614646911621094),
         ("dpmpp-2m", "linspace", &[999.0, 856.0, 714.0, 571.0, 428.0, 285.0, 143.0],
@@ -170,7 +189,10 @@ fn linspace_and_trailing_spacings_match_diffusers() {
             (None, None) => {}
             (ours, _) => panic!("{kind} {spacing}: sigmas {ours:?}"),
         }
-        assert!(relative(scheduler.init_noise_sigma(), init_noise_sigma) <= 1e-6, "{kind} {spacing}: init_noise_sigma");
+        assert!(
+            relative(scheduler.init_noise_sigma(), init_noise_sigma) <= 1e-6,
+            "{kind} {spacing}: init_noise_sigma"
+        );
     }
 }
 
@@ -193,7 +215,7 @@ fn add_noise_matches_diffusers() {
         let scheduler = new_scheduler(kind.parse().unwrap(), &config, 10).unwrap();
         let x = Tensor::<4>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2, 1, 1]), &device);
         let noise = Tensor::<4>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2, 1, 1]), &device);
-        let out = scheduler.add_noise(x, noise, step).into_data().to_vec::<f32>().unwrap();
+        let out = scheduler.add_noise(x, noise, step).into_data().try_into_vec::<f32>().unwrap();
         for (ours, reference) in out.iter().zip([original_scale, noise_scale]) {
             assert!(relative(f64::from(*ours), reference) <= 1e-6, "{kind} step {step}: {out:?}");
         }
@@ -224,7 +246,11 @@ fn refiner_split_matches_diffusers() {
     for (kind, steps, fraction, end, start) in cases {
         let scheduler = new_scheduler(kind.parse().unwrap(), &config, steps).unwrap();
         let timesteps = scheduler.timesteps();
-        assert_eq!(steps_before(timesteps, fraction, 1000), end, "{kind} {steps} steps, denoising_end {fraction}");
+        assert_eq!(
+            steps_before(timesteps, fraction, 1000),
+            end,
+            "{kind} {steps} steps, denoising_end {fraction}"
+        );
         let first = first_step_after(timesteps, fraction, 1000, scheduler.order());
         assert_eq!(first, start, "{kind} {steps} steps, denoising_start {fraction}");
     }
@@ -232,14 +258,17 @@ fn refiner_split_matches_diffusers() {
     // The pipeline fixture's Euler run: base timesteps [901 … 201], refiner [101, 1].
     let scheduler = new_scheduler(SchedulerKind::Euler, &config, 10).unwrap();
     let timesteps = scheduler.timesteps();
-    assert_eq!(timesteps[..steps_before(timesteps, 0.8, 1000)], [901.0, 801.0, 701.0, 601.0, 501.0, 401.0, 301.0, 201.0]);
+    assert_eq!(
+        timesteps[..steps_before(timesteps, 0.8, 1000)],
+        [901.0, 801.0, 701.0, 601.0, 501.0, 401.0, 301.0, 201.0]
+    );
     assert_eq!(timesteps[first_step_after(timesteps, 0.8, 1000, 1)..], [101.0, 1.0]);
 
     // Second order (HeunDiscreteScheduler's doubled timesteps, order 2): an even count below the
     // cutoff gets one more step. diffusers: begin index 14 at 0.8 (4 below → 5), 12 at 0.75 (6 → 7).
     let heun = [
-        901.0, 801.0, 801.0, 701.0, 701.0, 601.0, 601.0, 501.0, 501.0, 401.0, 401.0, 301.0, 301.0, 201.0, 201.0,
-        101.0, 101.0, 1.0, 1.0,
+        901.0, 801.0, 801.0, 701.0, 701.0, 601.0, 601.0, 501.0, 501.0, 401.0, 401.0, 301.0, 301.0, 201.0,
+        201.0, 101.0, 101.0, 1.0, 1.0,
     ];
     assert_eq!(first_step_after(&heun, 0.8, 1000, 2), 14);
     assert_eq!(first_step_after(&heun, 0.75, 1000, 2), 12);
@@ -279,7 +308,9 @@ fn bad_names_and_configs_are_clear_errors() {
     let third_order = SchedulerConfig { solver_order: 3, ..sdxl.clone() };
     assert!(unsupported(new_scheduler(SchedulerKind::DpmPp2M, &third_order, 10)).contains("solver_order"));
     let karras_euler = SchedulerConfig { use_karras_sigmas: true, ..sdxl.clone() };
-    assert!(unsupported(new_scheduler(SchedulerKind::Euler, &karras_euler, 10)).contains("use_karras_sigmas"));
+    assert!(
+        unsupported(new_scheduler(SchedulerKind::Euler, &karras_euler, 10)).contains("use_karras_sigmas")
+    );
     // numpy's arange makes diffusers' trailing schedule for 61 steps end at timestep -1.
     let trailing = SchedulerConfig { timestep_spacing: Some("trailing".into()), ..sdxl.clone() };
     assert!(unsupported(new_scheduler(SchedulerKind::Euler, &trailing, 61)).contains("-1"));
@@ -302,7 +333,8 @@ fn config_files_parse_ignoring_unknown_keys() {
 
     // Keys of other classes, and diffusers' `-inf` written as a string.
     let config: SchedulerConfig =
-        serde_json::from_str(r#"{"_class_name": "X", "skip_prk_steps": true, "lambda_min_clipped": "-inf"}"#).unwrap();
+        serde_json::from_str(r#"{"_class_name": "X", "skip_prk_steps": true, "lambda_min_clipped": "-inf"}"#)
+            .unwrap();
     assert_eq!(config.lambda_min_clipped, f64::NEG_INFINITY);
     assert_eq!(config.timestep_spacing, None);
     let config: SchedulerConfig = serde_json::from_str(r#"{"lambda_min_clipped": -5.1}"#).unwrap();
@@ -333,18 +365,20 @@ fn config_files_parse_ignoring_unknown_keys() {
 #[test]
 fn noise_matches_its_documented_algorithm() {
     let device = Device::flex();
-    let seed_0: [f32; 8] = [-0.45275775, 0.20776604, 2.650606, -0.49042282, -0.9886041, 1.8721014, 0.25246271, -1.8534243];
+    let seed_0: [f32; 8] =
+        [-0.45275775, 0.20776604, 2.650606, -0.49042282, -0.9886041, 1.8721014, 0.25246271, -1.8534243];
     #[rustfmt::skip]
     let seed_42: [f32; 16] = [
         0.41471976, 0.65268123, -0.89188623, 1.3268336, 1.729593, -1.8834168, 0.54562044, -1.6568358,
         -1.080413, -0.99535567, -1.778848, 0.07840942, -1.1456184, -0.14482252, 0.26045054, 0.86465174,
     ];
-    let seed_max: [f32; 8] = [0.40389818, -0.24716993, -1.5578115, 0.7785845, 0.37761974, -0.74491614, -0.0030864829, 0.34378263];
+    let seed_max: [f32; 8] =
+        [0.40389818, -0.24716993, -1.5578115, 0.7785845, 0.37761974, -0.74491614, -0.0030864829, 0.34378263];
     assert_eq!(NoiseGenerator::new(0).values(8), seed_0);
     assert_eq!(NoiseGenerator::new(u64::MAX).values(8), seed_max);
     // Row-major into a tensor; an odd count drops the last sine and the next call starts afresh.
     let mut generator = NoiseGenerator::new(42);
-    let tensor = generator.normal([1, 2, 2, 2], &device).into_data().to_vec::<f32>().unwrap();
+    let tensor = generator.normal([1, 2, 2, 2], &device).into_data().try_into_vec::<f32>().unwrap();
     assert_eq!(tensor, seed_42[..8]);
     assert_eq!(generator.values(7), seed_42[8..15]);
     assert_eq!(generator.values(1), NoiseGenerator::new(42).values(18)[16..17]);
@@ -354,9 +388,9 @@ fn noise_matches_its_documented_algorithm() {
 fn noise_is_seeded_and_standard_normal() {
     let device = Device::flex();
     let shape = [1, 4, 128, 128];
-    let a = NoiseGenerator::new(1234).normal(shape, &device).into_data().to_vec::<f32>().unwrap();
-    let b = NoiseGenerator::new(1234).normal(shape, &device).into_data().to_vec::<f32>().unwrap();
-    let c = NoiseGenerator::new(1235).normal(shape, &device).into_data().to_vec::<f32>().unwrap();
+    let a = NoiseGenerator::new(1234).normal(shape, &device).into_data().try_into_vec::<f32>().unwrap();
+    let b = NoiseGenerator::new(1234).normal(shape, &device).into_data().try_into_vec::<f32>().unwrap();
+    let c = NoiseGenerator::new(1235).normal(shape, &device).into_data().try_into_vec::<f32>().unwrap();
     assert_eq!(a, b, "the same seed gives the same noise");
     let same = a.iter().zip(&c).filter(|(x, y)| x == y).count();
     assert_eq!(same, 0, "seeds 1234 and 1235 share {same} values");
@@ -365,9 +399,12 @@ fn noise_is_seeded_and_standard_normal() {
     let n = values.len() as f64;
     let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
     let moment = |k: i32| values.iter().map(|&v| (f64::from(v) - mean).powi(k)).sum::<f64>() / n;
-    let (std, skew, kurtosis) = (moment(2).sqrt(), moment(3) / moment(2).powf(1.5), moment(4) / moment(2).powi(2));
+    let (std, skew, kurtosis) =
+        (moment(2).sqrt(), moment(3) / moment(2).powf(1.5), moment(4) / moment(2).powi(2));
     let within_one = values.iter().filter(|v| v.abs() < 1.0).count() as f64 / n;
-    println!("mean {mean:.4}  std {std:.4}  skew {skew:.4}  kurtosis {kurtosis:.4}  P(|z|<1) {within_one:.4}");
+    println!(
+        "mean {mean:.4}  std {std:.4}  skew {skew:.4}  kurtosis {kurtosis:.4}  P(|z|<1) {within_one:.4}"
+    );
     // Bounds at about 3–4 standard errors for 1e5 samples.
     assert!(mean.abs() < 0.012, "mean {mean}");
     assert!((std - 1.0).abs() < 0.01, "std {std}");

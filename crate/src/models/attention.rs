@@ -13,8 +13,11 @@ pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool
     let [_, _, tokens, head_dim] = q.dims();
     let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
     let scores = if causal {
-        let mask = Tensor::<2, Bool>::triu_mask([tokens, tokens], 1, &scores.device());
-        scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY)
+        // transformers fills with the lowest finite float, not −∞, which softmax handles alike.
+        // burn's `tril_mask` is true *outside* the lower triangle: the future tokens.
+        let mask = Tensor::<2, Bool>::tril_mask([tokens, tokens], 0, &scores.device());
+        let mask = mask.unsqueeze::<4>().expand(scores.dims());
+        scores.mask_fill(mask, f32::MIN)
     } else {
         scores
     };

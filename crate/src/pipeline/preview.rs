@@ -23,7 +23,7 @@ pub struct Preview {
 pub fn latent_preview(latents: &Tensor<4>) -> Preview {
     let [_, channels, height, width] = latents.dims();
     let first: TensorData = latents.clone().narrow(0, 0, 1).into_data();
-    let values = first.convert::<f32>().into_vec::<f32>().unwrap_or_default();
+    let values = first.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
     let plane = height * width;
     let mut rgba = Vec::with_capacity(plane * 4);
     for pixel in 0..plane {

@@ -90,9 +90,8 @@ impl Scheduler for Ddim {
         };
         // f32 scalars as diffusers' tensors; with eta 0 the variance term vanishes.
         let beta_prod_t = 1.0 - alpha_prod_t;
-        let mut pred_original_sample = sample
-            .sub(model_output.clone().mul_scalar(beta_prod_t.sqrt()))
-            .div_scalar(alpha_prod_t.sqrt());
+        let mut pred_original_sample =
+            sample.sub(model_output.clone().mul_scalar(beta_prod_t.sqrt())).div_scalar(alpha_prod_t.sqrt());
         if let Some(range) = self.clip_sample_range {
             pred_original_sample = pred_original_sample.clamp(-range, range);
         }

@@ -19,10 +19,9 @@ pub(crate) struct DpmSolver {
     previous: Option<Tensor<4>>,
 }
 
-/// A sigma's `(alpha_t, sigma_t, lambda_t)`: signal and noise scale, and log-SNR, in f64
-/// (diffusers computes them in f32; the difference is a few 1e-8 relative).
-fn alpha_sigma_lambda(sigma: f32) -> (f64, f64, f64) {
-    let sigma = f64::from(sigma);
+/// A sigma's `(alpha_t, sigma_t, lambda_t)`: signal and noise scale, and log-SNR, in f32 as
+/// diffusers' tensors.
+fn alpha_sigma_lambda(sigma: f32) -> (f32, f32, f32) {
     let alpha_t = 1.0 / (sigma * sigma + 1.0).sqrt();
     let sigma_t = sigma * alpha_t;
     (alpha_t, sigma_t, alpha_t.ln() - sigma_t.ln())
@@ -87,10 +86,8 @@ impl DpmSolver {
             let sigma_max = config.sigma_max.unwrap_or(f64::from(train_sigmas[train - 1]));
             let sigmas = schedule::karras(sigma_min, sigma_max, steps);
             let log_sigmas = schedule::log_sigmas(&train_sigmas);
-            timesteps = sigmas
-                .iter()
-                .map(|&s| schedule::sigma_to_t(s, &log_sigmas).round_ties_even())
-                .collect();
+            timesteps =
+                sigmas.iter().map(|&s| schedule::sigma_to_t(s, &log_sigmas).round_ties_even()).collect();
             sigmas
         } else {
             let timesteps: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();

@@ -120,7 +120,9 @@ fn number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::
     }
     match Value::deserialize(deserializer)? {
         Value::Number(value) => Ok(value),
-        Value::Text(text) => text.parse().map_err(|_| serde::de::Error::custom(format!("not a number: {text:?}"))),
+        Value::Text(text) => {
+            text.parse().map_err(|_| serde::de::Error::custom(format!("not a number: {text:?}")))
+        }
     }
 }
 
@@ -207,14 +209,22 @@ pub trait Scheduler {
 }
 
 /// `kind.from_config(config)` followed by `set_timesteps(num_inference_steps)`.
-pub fn new_scheduler(kind: SchedulerKind, config: &SchedulerConfig, num_inference_steps: usize) -> Result<Box<dyn Scheduler>> {
+pub fn new_scheduler(
+    kind: SchedulerKind,
+    config: &SchedulerConfig,
+    num_inference_steps: usize,
+) -> Result<Box<dyn Scheduler>> {
     schedule::check_common(config)?;
     schedule::check_steps(config, num_inference_steps)?;
     Ok(match kind {
         SchedulerKind::Euler => Box::new(euler::Euler::new(config, num_inference_steps)?),
-        SchedulerKind::EulerAncestral => Box::new(euler_ancestral::EulerAncestral::new(config, num_inference_steps)?),
+        SchedulerKind::EulerAncestral => {
+            Box::new(euler_ancestral::EulerAncestral::new(config, num_inference_steps)?)
+        }
         SchedulerKind::DpmPp2M => Box::new(dpm_solver::DpmSolver::new(config, num_inference_steps, false)?),
-        SchedulerKind::DpmPp2MKarras => Box::new(dpm_solver::DpmSolver::new(config, num_inference_steps, true)?),
+        SchedulerKind::DpmPp2MKarras => {
+            Box::new(dpm_solver::DpmSolver::new(config, num_inference_steps, true)?)
+        }
         SchedulerKind::Ddim => Box::new(ddim::Ddim::new(config, num_inference_steps)?),
     })
 }
@@ -237,7 +247,12 @@ pub fn steps_before(timesteps: &[f32], denoising_end: f64, num_train_timesteps: 
 /// (`StableDiffusionXLImg2ImgPipeline.get_timesteps`): it runs the timesteps below the cutoff,
 /// one more for a second-order scheduler when that count is even so it never starts between the
 /// two evaluations of a step. Only meaningful for `denoising_start` in (0, 1).
-pub fn first_step_after(timesteps: &[f32], denoising_start: f64, num_train_timesteps: usize, order: usize) -> usize {
+pub fn first_step_after(
+    timesteps: &[f32],
+    denoising_start: f64,
+    num_train_timesteps: usize,
+    order: usize,
+) -> usize {
     let cutoff = cutoff_timestep(denoising_start, num_train_timesteps);
     let mut steps = timesteps.iter().filter(|&&t| f64::from(t) < cutoff).count();
     if order == 2 && steps % 2 == 0 {

@@ -62,7 +62,11 @@ pub(crate) fn alphas_cumprod(config: &SchedulerConfig) -> Result<Vec<f32>> {
     let betas: Vec<f32> = match (&config.trained_betas, config.beta_schedule.as_str()) {
         (Some(betas), _) if betas.len() == n => betas.iter().map(|&b| b as f32).collect(),
         (Some(betas), _) => {
-            return Err(unsupported("trained_betas", format!("{} values", betas.len()), &format!("{n} values")));
+            return Err(unsupported(
+                "trained_betas",
+                format!("{} values", betas.len()),
+                &format!("{n} values"),
+            ));
         }
         (None, "linear") => torch_linspace_f32(config.beta_start, config.beta_end, n),
         (None, "scaled_linear") => torch_linspace_f32(config.beta_start.sqrt(), config.beta_end.sqrt(), n)

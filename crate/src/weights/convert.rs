@@ -17,6 +17,7 @@ use super::quant::{self, StoredDtype};
 use super::safetensors_stream::SafetensorsStream;
 use super::single_file;
 use super::sharded::hash_file;
+use super::canonical_key;
 use super::TensorSource;
 use crate::error::{Error, Result};
 use crate::models::clip;
@@ -101,7 +102,7 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
                 }
                 let data = source.read(&name)?.expect("listed by names()");
                 let shape = data.shape().to_vec();
-                let values = data.into_vec::<f32>().expect("the stream yields f32");
+                let values = data.try_into_vec::<f32>().expect("the stream yields f32");
                 let (dtype, block_size) = match options.quant {
                     q if q.is_quantized() && quant::is_quantizable(&name, &shape) => (q, Some(options.block_size)),
                     StoredDtype::F32 => (StoredDtype::F32, None),
@@ -113,7 +114,7 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
                     note(format!("{component}: tensor {name} ({} bytes) exceeds the shard size; it gets a shard of its own", bytes.len()));
                 }
                 writer.add(TensorEntry {
-                    name,
+                    name: canonical_key(class, name),
                     component: component.clone(),
                     shape,
                     dtype,

@@ -50,7 +50,9 @@ impl ModelSource for DiffusersFolder {
     }
 
     fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M> {
-        load_module(module, &self.weights(component)?, buffers, device)
+        let weights = self.weights(component)?;
+        let class = DiffusersFolder::class_of(self, component)?;
+        load_module(module, &Canonical { class, inner: &weights }, buffers, device)
     }
 }
 
@@ -225,6 +227,39 @@ impl ModuleMapper for Loader<'_> {
                 param.transform_for_load(tensor, id)
             }
             None => param,
+        }
+    }
+}
+
+/// transformers 5 saves `CLIPTextModel` without the `text_model.` prefix that transformers 4,
+/// Stability's checkpoints and our module paths use; converted models always carry it.
+pub fn canonical_key(class: &str, key: String) -> String {
+    let clip = matches!(class, "CLIPTextModel" | "CLIPTextModelWithProjection");
+    if clip && !key.starts_with("text_model.") && !key.starts_with("text_projection.") {
+        format!("text_model.{key}")
+    } else {
+        key
+    }
+}
+
+/// A checkpoint seen under [`canonical_key`] names.
+struct Canonical<'a> {
+    class: &'a str,
+    inner: &'a dyn TensorSource,
+}
+
+impl TensorSource for Canonical<'_> {
+    fn names(&self) -> Vec<String> {
+        self.inner.names().into_iter().map(|name| canonical_key(self.class, name)).collect()
+    }
+
+    fn read(&self, name: &str) -> Result<Option<TensorData>> {
+        match self.inner.read(name)? {
+            Some(data) => Ok(Some(data)),
+            None => match name.strip_prefix("text_model.") {
+                Some(bare) if canonical_key(self.class, bare.to_string()) == name => self.inner.read(bare),
+                _ => Ok(None),
+            },
         }
     }
 }

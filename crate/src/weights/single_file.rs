@@ -231,7 +231,7 @@ fn open_clip_key(key: &str) -> Option<Vec<Mapped>> {
 /// Applies a transform to f32 data.
 pub fn transform(data: TensorData, transform: Transform) -> std::result::Result<TensorData, String> {
     let shape = data.shape().to_vec();
-    let values = data.into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
+    let values = data.try_into_vec::<f32>().map_err(|e| format!("{e:?}"))?;
     match (transform, &shape[..]) {
         (Transform::Same, _) => Ok(TensorData::new(values, shape)),
         (Transform::Squeeze, [out, inp, 1, 1]) => Ok(TensorData::new(values, vec![*out, *inp])),

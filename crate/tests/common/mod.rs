@@ -13,8 +13,8 @@ pub fn fixtures() -> PathBuf {
 /// ‖ours − reference‖ / ‖reference‖, after checking the shapes agree.
 pub fn relative_l2(ours: &TensorData, reference: &TensorData) -> f64 {
     assert_eq!(ours.shape(), reference.shape(), "shapes differ");
-    let ours = ours.to_vec::<f32>().unwrap();
-    let reference = reference.to_vec::<f32>().unwrap();
+    let ours = ours.try_to_vec::<f32>().unwrap();
+    let reference = reference.try_to_vec::<f32>().unwrap();
     let (mut diff, mut norm) = (0f64, 0f64);
     for (a, b) in ours.iter().zip(&reference) {
         diff += (*a as f64 - *b as f64).powi(2);
