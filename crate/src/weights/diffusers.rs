@@ -15,7 +15,7 @@ pub struct DiffusersFolder {
     root: PathBuf,
     /// component name → (library, class), from `model_index.json`.
     components: BTreeMap<String, (String, String)>,
-    /// `model_index.json`'s other entries: `_class_name`, pipeline flags.
+    /// `model_index.json` as read.
     settings: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -43,14 +43,9 @@ impl DiffusersFolder {
         Ok(Self { root: root.to_path_buf(), components, settings: entries })
     }
 
-    /// The pipeline class `model_index.json` names (`StableDiffusionXLPipeline`, …).
-    pub fn pipeline_class(&self) -> Option<&str> {
-        self.settings.get("_class_name").and_then(|value| value.as_str())
-    }
-
-    /// A boolean pipeline setting such as `force_zeros_for_empty_prompt`.
-    pub fn flag(&self, key: &str) -> Option<bool> {
-        self.settings.get(key).and_then(|value| value.as_bool())
+    /// `model_index.json` as read.
+    pub fn model_index(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.settings
     }
 
     pub fn root(&self) -> &Path {

@@ -32,6 +32,8 @@ pub trait ModelSource {
     /// The class `model_index.json` names for a component, or a clear error when absent.
     fn class_of(&self, component: &str) -> Result<&str>;
     fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T>;
+    /// `model_index.json`: the pipeline class and its flags (`force_zeros_for_empty_prompt`).
+    fn model_index(&self) -> &serde_json::Map<String, serde_json::Value>;
     /// Fills `module`'s parameters with the component's weights (see [`load_module`]).
     fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M>;
 }
@@ -47,6 +49,10 @@ impl ModelSource for DiffusersFolder {
 
     fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T> {
         DiffusersFolder::config(self, component)
+    }
+
+    fn model_index(&self) -> &serde_json::Map<String, serde_json::Value> {
+        DiffusersFolder::model_index(self)
     }
 
     fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M> {

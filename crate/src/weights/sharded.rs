@@ -249,6 +249,10 @@ impl ModelSource for ShardedModel {
         })
     }
 
+    fn model_index(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.manifest.model_index
+    }
+
     /// Reads the component's shards one at a time, each checked before use.
     fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M> {
         self.class_of(component)?;

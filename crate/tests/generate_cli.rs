@@ -1,0 +1,87 @@
+//! `sdxl generate` end to end on the bundled demo model (converted, q8): base + refiner, a
+//! PNG with A1111 parameters, the f32 image tensor, and clear errors for bad input.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use common::relative_l2;
+use sdxl_web::weights::TensorSource;
+use sdxl_web::weights::safetensors_file::SafetensorsSource;
+
+fn demo(model: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/demo-model").join(model)
+}
+
+fn generate(out: &std::path::Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sdxl"))
+        .arg("generate")
+        .arg("--model")
+        .arg(demo("base"))
+        .args(["--prompt", "a lighthouse at dusk", "--steps", "4", "--width", "64", "--height", "64"])
+        .arg("--out")
+        .arg(out.join("image.png"))
+        .arg("--out-tensor")
+        .arg(out.join("image.safetensors"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn image(out: &std::path::Path) -> burn::tensor::TensorData {
+    SafetensorsSource::open(&[out.join("image.safetensors")]).unwrap().read("image").unwrap().unwrap()
+}
+
+#[test]
+fn generates_with_the_demo_model_and_refiner() {
+    let out = std::env::temp_dir().join(format!("sdxl-generate-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let refiner = demo("refiner");
+    let run = generate(&out, &["--seed", "42", "--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let pixels = image(&out);
+    assert_eq!(pixels.shape().to_vec(), vec![64, 64, 3]);
+    let values = pixels.try_to_vec::<f32>().unwrap();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+
+    let png = std::fs::read(out.join("image.png")).unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let reader = decoder.read_info().unwrap();
+    let info = reader.info();
+    assert_eq!((info.width, info.height), (64, 64));
+    let parameters = &info.uncompressed_latin1_text.iter().find(|chunk| chunk.keyword == "parameters").unwrap().text;
+    assert!(parameters.starts_with("a lighthouse at dusk\n"), "{parameters}");
+    assert!(parameters.contains("Steps: 4, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 64x64"), "{parameters}");
+    assert!(parameters.contains("Refiner switch at: 0.5"), "{parameters}");
+
+    // The same seed gives the same image; another seed another one.
+    let again = generate(&out, &["--seed", "42", "--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"]);
+    assert!(again.status.success());
+    assert_eq!(image(&out), pixels);
+    let other = generate(&out, &["--seed", "43", "--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"]);
+    assert!(other.status.success());
+    assert!(relative_l2(&image(&out), &pixels) > 1e-3);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn bad_input_is_a_message_not_a_panic() {
+    let out = std::env::temp_dir().join(format!("sdxl-generate-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let base = demo("base").display().to_string();
+    for (extra, expected) in [
+        (vec!["--width", "60"], "width"),
+        (vec!["--steps", "0"], "steps"),
+        (vec!["--scheduler", "plms"], "plms"),
+        (vec!["--refiner", base.as_str()], "StableDiffusionXLImg2ImgPipeline"),
+    ] {
+        let run = generate(&out, &extra);
+        let message = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{extra:?} succeeded");
+        assert!(message.contains(expected), "{extra:?}: {message}");
+        assert!(!message.contains("panicked"), "{extra:?}: {message}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
