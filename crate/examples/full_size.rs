@@ -45,7 +45,7 @@ fn main() {
         let time_ids = Tensor::<1>::from_floats(time_ids.as_slice(), &device).unsqueeze::<2>();
         let timestep = Tensor::<1>::from_floats([500.0], &device);
         let out = unet.forward(sample, timestep, context, text_embeds, time_ids);
-        let values = out.into_data().to_vec::<f32>().unwrap();
+        let values = out.into_data().try_to_vec::<f32>().unwrap();
         assert!(values.iter().all(|v| v.is_finite()), "non-finite output");
         println!(
             "{name}: forward at 32×32 done in {:.1} s (init included); peak memory so far {:.2} GiB",
