@@ -163,3 +163,28 @@ fn invalid_parameters_are_refused() {
     odd.width = 72;
     assert_eq!(odd.validate(8).unwrap().len(), 1, "72 is allowed, with a warning");
 }
+
+#[test]
+fn refining_a_finished_image_matches_diffusers_img2img() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let refiner = Refiner::from_folder(&fixtures().join("tiny-sdxl-refiner"), &device).unwrap();
+    let expected = reference("refiner_img2img_euler");
+    let image: Tensor<3> = Tensor::from_data(expected.read("image_in").unwrap().unwrap(), &device);
+    let mut draws: VecDeque<Tensor<4>> =
+        ["draw_0", "draw_1"].into_iter().map(|name| tensor(&expected, name, &device)).collect();
+    let mut draw = |_shape: [usize; 4]| draws.pop_front().expect("two draws");
+    let params = params(SchedulerKind::Euler, None);
+    let mut progress = Recorder::default();
+    let latents = base.refine_image(&refiner, image.clone(), 0.3, &params, &mut draw, &device, &mut progress).unwrap();
+    assert_eq!(progress.steps.len(), 3, "strength 0.3 of 10 steps runs 3");
+    let error = relative_l2(&base.decode(latents).pixels, &expected.read("image").unwrap().unwrap());
+    println!("refiner_img2img_euler: image {error:.2e}");
+    assert!(error <= IMAGE_TOLERANCE, "image relative L2 {error:.3e}");
+
+    let mut draw = |shape: [usize; 4]| Tensor::zeros(shape, &device);
+    for strength in [0.0, 0.05, 1.5] {
+        let result = base.refine_image(&refiner, image.clone(), strength, &params, &mut draw, &device, &mut progress);
+        assert!(result.err().expect("refused").to_string().contains("strength"));
+    }
+}

@@ -215,6 +215,20 @@ pub struct AutoencoderKL {
 impl AutoencoderKL {
     /// The mean of the latent distribution of an image [B, 3, H, W] in −1..1 (unscaled).
     pub fn encode_mean(&self, image: Tensor<4>) -> Tensor<4> {
+        self.moments(image).narrow(1, 0, self.latent_channels)
+    }
+
+    /// The latent distribution's mean and standard deviation (diffusers'
+    /// `DiagonalGaussianDistribution`: log-variance clamped to −30..20).
+    pub fn encode_distribution(&self, image: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let moments = self.moments(image);
+        let mean = moments.clone().narrow(1, 0, self.latent_channels);
+        let log_variance = moments.narrow(1, self.latent_channels, self.latent_channels).clamp(-30.0, 20.0);
+        (mean, (log_variance * 0.5).exp())
+    }
+
+    /// The encoder's output: mean and log-variance stacked along channels.
+    fn moments(&self, image: Tensor<4>) -> Tensor<4> {
         let e = &self.encoder;
         let mut x = e.conv_in.forward(image);
         for block in &e.down_blocks {
@@ -226,8 +240,7 @@ impl AutoencoderKL {
             }
         }
         x = e.mid_block.forward(x);
-        let moments = self.quant_conv.forward(e.conv_out.forward(silu(e.conv_norm_out.forward(x))));
-        moments.narrow(1, 0, self.latent_channels)
+        self.quant_conv.forward(e.conv_out.forward(silu(e.conv_norm_out.forward(x))))
     }
 
     /// The image [B, 3, 8H, 8W] in about −1..1 for latents already divided by the scaling factor.

@@ -196,7 +196,6 @@ impl Base {
         }
         let Noise { initial, steps: mut draw } = noise;
 
-        let do_cfg = params.guidance > 1.0;
         let encoders = [&self.text_encoder, &self.text_encoder_2];
         let mut warn = |message: String| progress.warn(message);
         let positive = encode_prompt(&encoders, &params.prompt, device, &mut warn)?;
@@ -220,7 +219,7 @@ impl Base {
         let base_run = Denoise {
             unet: &self.unet,
             positive: &positive,
-            negative: negative.as_ref().filter(|_| do_cfg),
+            negative: negative.as_ref(),
             time_ids: &time_ids,
             negative_time_ids: &time_ids,
             guidance: params.guidance,
@@ -239,7 +238,7 @@ impl Base {
             let run = Denoise {
                 unet: &refiner.unet,
                 positive: &positive,
-                negative: negative.as_ref().filter(|_| do_cfg),
+                negative: negative.as_ref(),
                 time_ids: &refiner_time_ids(size, (0, 0), params.aesthetic_score),
                 negative_time_ids: &refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
                 guidance: params.guidance,
@@ -249,6 +248,69 @@ impl Base {
             latents = run.run(scheduler.as_mut(), latents, range, (base_end, total), &mut *draw, device, progress)?;
         }
         Ok(latents)
+    }
+
+    /// Refines a finished image [H, W, 3] in 0..1 with the refiner, as
+    /// `StableDiffusionXLImg2ImgPipeline` with `strength`: the image is encoded (a sample of the
+    /// VAE's posterior), noised to the level where the last `strength` of the schedule starts,
+    /// and denoised from there. `draw` gives the two Gaussian draws, in diffusers' order: the
+    /// posterior sample, then the added noise. Returns the final latents.
+    #[allow(clippy::too_many_arguments)]
+    pub fn refine_image(
+        &self,
+        refiner: &Refiner,
+        image: Tensor<3>,
+        strength: f64,
+        params: &GenerateParams,
+        draw: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
+        device: &Device,
+        progress: &mut dyn Progress,
+    ) -> Result<Tensor<4>> {
+        let [height, width, channels] = image.dims();
+        if channels != 3 || (height, width) != (params.height, params.width) {
+            return Err(Error::Input {
+                name: "image".into(),
+                message: format!("shape [{height}, {width}, {channels}], expected [{}, {}, 3]", params.height, params.width),
+            });
+        }
+        if !(strength > 0.0 && strength <= 1.0) {
+            return Err(Error::Input { name: "strength".into(), message: format!("{strength} is not inside (0, 1]") });
+        }
+        for warning in params.validate(self.vae_scale_factor)? {
+            progress.warn(warning);
+        }
+        let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
+        let steps = scheduler.timesteps().len();
+        let first = schedulers::first_step_for_strength(params.steps, strength, scheduler.order());
+        if first >= steps {
+            return Err(Error::Input {
+                name: "strength".into(),
+                message: format!("{strength} of {} steps leaves no step to run", params.steps),
+            });
+        }
+        let pixels = image.permute([2, 0, 1]).unsqueeze::<4>() * 2.0 - 1.0;
+        let (mean, std) = self.vae.encode_distribution(pixels);
+        let posterior = draw(mean.dims());
+        let clean = (mean + std * posterior) * self.scaling_factor;
+        let noise = draw(clean.dims());
+        let latents = scheduler.add_noise(clean, noise, first);
+
+        let encoders = [&self.text_encoder_2];
+        let mut warn = |message: String| progress.warn(message);
+        let positive = encode_prompt(&encoders, &params.prompt, device, &mut warn)?;
+        let negative =
+            self.negative(&encoders, params, &positive, refiner.force_zeros_for_empty_prompt, device, &mut warn)?;
+        let size = (height, width);
+        let run = Denoise {
+            unet: &refiner.unet,
+            positive: &positive,
+            negative: negative.as_ref(),
+            time_ids: &refiner_time_ids(size, (0, 0), params.aesthetic_score),
+            negative_time_ids: &refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
+            guidance: params.guidance,
+            stage: Stage::Refiner,
+        };
+        run.run(scheduler.as_mut(), latents, first..steps, (0, steps - first), draw, device, progress)
     }
 
     /// The initial noise's shape for an image of the requested size.
