@@ -20,7 +20,7 @@ mod cli {
 
     use burn::tensor::Tensor;
     use sdxl_web::error::{Error, Result};
-    use sdxl_web::pipeline::png::{encode_png, parameters_text};
+    use sdxl_web::pipeline::png::{decode_png, encode_png, parameters_text};
     use sdxl_web::pipeline::preview::Preview;
     use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
     use sdxl_web::schedulers::SchedulerKind;
@@ -88,6 +88,13 @@ mod cli {
         scheduler: SchedulerKind,
         #[arg(long, default_value_t = 0.8)]
         refiner_start: f64,
+        /// Refine this finished image (PNG) with the refiner instead of generating one
+        /// (img2img; the size comes from the image).
+        #[arg(long, requires = "refiner")]
+        image: Option<PathBuf>,
+        /// With `--image`: how much of the schedule the refiner runs, in (0, 1].
+        #[arg(long, default_value_t = 0.3)]
+        strength: f64,
         #[arg(long, default_value = "image.png")]
         out: PathBuf,
         /// Also write the image as f32 [H, W, 3] in 0..1 (tensor `image`).
@@ -126,6 +133,13 @@ mod cli {
         params.height = args.height;
         params.scheduler = args.scheduler;
         params.refiner_start = args.refiner_start;
+        let input = args.image.as_ref().map(|path| -> Result<_> {
+            let input = decode_png(&std::fs::read(path).map_err(|e| Error::io(path, e))?)?;
+            params.width = input.width;
+            params.height = input.height;
+            Ok(Tensor::<3>::from_data(input.pixels, &device))
+        });
+        let input = input.transpose()?;
         let base = Base::from_folder(&args.model, &device)?;
         params.validate(base.vae_scale_factor)?;
         let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
@@ -147,7 +161,14 @@ mod cli {
                 (Noise::from_seed(seed, base.latent_shape(&params), &device), Some(seed))
             }
         };
-        let image = base.generate(refiner.as_ref(), &params, noise, &device, &mut TerminalProgress)?;
+        let image = match (input, &refiner) {
+            (Some(input), Some(refiner)) => {
+                let mut draw = noise.steps;
+                let latents = base.refine_image(refiner, input, args.strength, &params, &mut *draw, &device, &mut TerminalProgress)?;
+                base.decode(latents)
+            }
+            _ => base.generate(refiner.as_ref(), &params, noise, &device, &mut TerminalProgress)?,
+        };
         let parameters = parameters_text(&params, seed, refiner.is_some());
         let png = encode_png(&image, &parameters)?;
         std::fs::write(&args.out, png).map_err(|e| Error::io(&args.out, e))?;

@@ -63,6 +63,27 @@ fn generates_with_the_demo_model_and_refiner() {
     let other = generate(&out, &["--seed", "43", "--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"]);
     assert!(other.status.success());
     assert!(relative_l2(&image(&out), &pixels) > 1e-3);
+
+    // Refining the PNG just written: img2img with the refiner, the size taken from the image.
+    let input = out.join("input.png");
+    std::fs::rename(out.join("image.png"), &input).unwrap();
+    let refined = Command::new(env!("CARGO_BIN_EXE_sdxl"))
+        .arg("generate")
+        .arg("--model")
+        .arg(demo("base"))
+        .arg("--refiner")
+        .arg(&refiner)
+        .arg("--image")
+        .arg(&input)
+        .args(["--strength", "0.5", "--steps", "4", "--prompt", "a lighthouse at dusk", "--seed", "7"])
+        .arg("--out")
+        .arg(out.join("image.png"))
+        .arg("--out-tensor")
+        .arg(out.join("image.safetensors"))
+        .output()
+        .unwrap();
+    assert!(refined.status.success(), "{}", String::from_utf8_lossy(&refined.stderr));
+    assert_eq!(image(&out).shape().to_vec(), vec![64, 64, 3]);
     let _ = std::fs::remove_dir_all(&out);
 }
 

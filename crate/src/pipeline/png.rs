@@ -52,3 +52,24 @@ pub fn encode_png(image: &Image, parameters: &str) -> Result<Vec<u8>> {
     writer.finish().map_err(failed)?;
     Ok(out)
 }
+
+/// An 8-bit RGB or RGBA PNG as f32 [H, W, 3] in 0..1 (alpha dropped), for refining an image.
+pub fn decode_png(bytes: &[u8]) -> Result<Image> {
+    let invalid = |message: String| Error::Input { name: "image".into(), message };
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(|e| invalid(format!("not a readable PNG: {e}")))?;
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buffer).map_err(|e| invalid(format!("not a readable PNG: {e}")))?;
+    let channels = match frame.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => return Err(invalid(format!("{other:?} PNGs are not supported, only RGB and RGBA"))),
+    };
+    let (width, height) = (frame.width as usize, frame.height as usize);
+    let pixels: Vec<f32> = buffer[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .flat_map(|pixel| pixel[..3].iter().map(|&v| f32::from(v) / 255.0))
+        .collect();
+    Ok(Image { width, height, pixels: burn::tensor::TensorData::new(pixels, [height, width, 3]) })
+}
