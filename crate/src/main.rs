@@ -20,6 +20,7 @@ mod cli {
 
     use burn::tensor::Tensor;
     use sdxl_web::error::{Error, Result};
+    use sdxl_web::pipeline::conditioning::LongPrompt;
     use sdxl_web::pipeline::png::{decode_png, encode_png, parameters_text};
     use sdxl_web::pipeline::preview::Preview;
     use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
@@ -88,6 +89,10 @@ mod cli {
         scheduler: SchedulerKind,
         #[arg(long, default_value_t = 0.8)]
         refiner_start: f64,
+        /// Past 77 tokens: `truncate` (diffusers, with a warning) or `chunk` (A1111: 75-token
+        /// windows concatenated).
+        #[arg(long, default_value = "truncate")]
+        long_prompt: LongPrompt,
         /// Refine this finished image (PNG) with the refiner instead of generating one
         /// (img2img; the size comes from the image).
         #[arg(long, requires = "refiner")]
@@ -133,6 +138,7 @@ mod cli {
         params.height = args.height;
         params.scheduler = args.scheduler;
         params.refiner_start = args.refiner_start;
+        params.long_prompt = args.long_prompt;
         let input = args.image.as_ref().map(|path| -> Result<_> {
             let input = decode_png(&std::fs::read(path).map_err(|e| Error::io(path, e))?)?;
             params.width = input.width;

@@ -8,6 +8,7 @@ use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor};
 use common::{fixtures, relative_l2};
+use sdxl_web::pipeline::conditioning::{LongPrompt, encode_prompt};
 use sdxl_web::pipeline::preview::Preview;
 use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
 use sdxl_web::schedulers::SchedulerKind;
@@ -187,4 +188,35 @@ fn refining_a_finished_image_matches_diffusers_img2img() {
         let result = base.refine_image(&refiner, image.clone(), strength, &params, &mut draw, &device, &mut progress);
         assert!(result.err().expect("refused").to_string().contains("strength"));
     }
+}
+
+#[test]
+fn long_prompts_are_cut_or_chunked() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let encoders = [&base.text_encoder, &base.text_encoder_2];
+    let long = "a very detailed painting of a quiet harbour town at dawn, ".repeat(12);
+    let mut warnings = Vec::new();
+    let mut warn = |message: String| warnings.push(message);
+    let cut = encode_prompt(&encoders, &long, LongPrompt::Truncate, 1, &device, &mut warn).unwrap();
+    let chunked = encode_prompt(&encoders, &long, LongPrompt::Chunk, 1, &device, &mut warn).unwrap();
+    assert_eq!(warnings.len(), 2, "one truncation warning per tokenizer: {warnings:?}");
+    let [_, tokens, width] = chunked.context.dims();
+    assert!(tokens >= 2 * 77 && tokens % 77 == 0, "{tokens} tokens");
+    assert_eq!(width, cut.context.dims()[2]);
+    // The first window is the cut prompt: same states, same pooled embedding.
+    let first = chunked.context.clone().narrow(1, 0, 77).into_data();
+    assert!(relative_l2(&first, &cut.context.clone().into_data()) < 1e-6);
+    assert!(relative_l2(&chunked.pooled.clone().into_data(), &cut.pooled.into_data()) < 1e-6);
+    let second = chunked.context.narrow(1, 77, 77).into_data();
+    assert!(relative_l2(&second, &first) > 1e-3, "later windows encode the rest of the prompt");
+
+    // A short prompt chunked is the diffusers run; padding windows make prompt and negative match.
+    let mut params = params(SchedulerKind::Euler, Some(""));
+    params.long_prompt = LongPrompt::Chunk;
+    check_case(&base, None, "base_euler", &params, "latents_step_9", &device);
+    params.prompt = long;
+    params.steps = 2;
+    let noise = Noise::from_seed(3, base.latent_shape(&params), &device);
+    base.denoise(None, &params, noise, &device, &mut Recorder::default()).unwrap();
 }

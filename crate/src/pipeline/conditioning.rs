@@ -29,23 +29,62 @@ impl PromptEmbeds {
     }
 }
 
-/// Encodes `prompt` with each encoder (CLIP-L then OpenCLIP-bigG for the base; bigG alone for
-/// the refiner). The last encoder's projection gives the pooled embedding. Calls `warn` when
-/// the prompt is cut at the window, as diffusers logs it.
-pub fn encode_prompt(
-    encoders: &[&TextEncoder],
-    prompt: &str,
-    device: &Device,
-    warn: &mut dyn FnMut(String),
-) -> Result<PromptEmbeds> {
-    let mut contexts = Vec::with_capacity(encoders.len());
-    let mut pooled = None;
+/// What happens to a prompt longer than CLIP's window (77 tokens with BOS and EOS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LongPrompt {
+    /// Cut it, with a warning: diffusers' behaviour.
+    #[default]
+    Truncate,
+    /// Encode it in windows of 75 tokens (each with its own BOS/EOS, padded) and concatenate
+    /// the windows' states along the tokens; the pooled embedding is the first window's. This is
+    /// AUTOMATIC1111's convention.
+    Chunk,
+}
+
+impl std::str::FromStr for LongPrompt {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "truncate" => Ok(LongPrompt::Truncate),
+            "chunk" => Ok(LongPrompt::Chunk),
+            other => Err(Error::Input {
+                name: "long prompt".into(),
+                message: format!("`{other}` is not one of truncate, chunk"),
+            }),
+        }
+    }
+}
+
+/// How many windows `prompt` takes in `mode` (the most any of the tokenizers needs).
+pub fn windows_needed(encoders: &[&TextEncoder], prompt: &str, mode: LongPrompt) -> Result<usize> {
+    if mode == LongPrompt::Truncate {
+        return Ok(1);
+    }
+    let mut windows = 1;
     for encoder in encoders {
-        let encoded = encoder
-            .tokenizer
-            .encode(prompt)
-            .map_err(|e| Error::Input { name: "prompt".into(), message: e.to_string() })?;
-        let window = encoder.tokenizer.max_len();
+        let tokens = encoder.tokenizer.encode_raw(prompt).map_err(prompt_error)?.len();
+        windows = windows.max(tokens.div_ceil(encoder.tokenizer.max_len() - 2));
+    }
+    Ok(windows)
+}
+
+fn prompt_error(error: crate::tokenizer::TokenizerError) -> Error {
+    Error::Input { name: "prompt".into(), message: error.to_string() }
+}
+
+/// The token windows of `prompt` for one tokenizer: one cut window, or `windows` chunks.
+fn token_windows(
+    encoder: &TextEncoder,
+    prompt: &str,
+    mode: LongPrompt,
+    windows: usize,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<Vec<i64>>> {
+    let tokenizer = &encoder.tokenizer;
+    let window = tokenizer.max_len();
+    if mode == LongPrompt::Truncate {
+        let encoded = tokenizer.encode(prompt).map_err(prompt_error)?;
         if encoded.untruncated_len > window {
             warn(format!(
                 "the prompt has {} tokens; CLIP takes {window}, so the last {} were cut",
@@ -53,9 +92,43 @@ pub fn encode_prompt(
                 encoded.untruncated_len - window
             ));
         }
-        let out = encoder.model.forward(&[encoded.ids], device)?;
-        contexts.push(out.penultimate);
-        pooled = out.text_embeds.or(pooled);
+        return Ok(vec![encoded.ids]);
+    }
+    let tokens = tokenizer.encode_raw(prompt).map_err(prompt_error)?;
+    let mut chunks: Vec<&[u32]> = tokens.chunks(window - 2).collect();
+    chunks.resize(windows.max(chunks.len()), &[]);
+    Ok(chunks
+        .into_iter()
+        .map(|chunk| {
+            let mut ids = vec![i64::from(tokenizer.bos_id())];
+            ids.extend(chunk.iter().map(|&id| i64::from(id)));
+            ids.push(i64::from(tokenizer.eos_id()));
+            ids.resize(window, i64::from(tokenizer.pad_id()));
+            ids
+        })
+        .collect())
+}
+
+/// Encodes `prompt` with each encoder (CLIP-L then OpenCLIP-bigG for the base; bigG alone for
+/// the refiner). The last encoder's projection gives the pooled embedding. In
+/// [`LongPrompt::Chunk`] mode the prompt fills at least `windows` windows, so that a prompt and
+/// its negative get contexts of the same length.
+pub fn encode_prompt(
+    encoders: &[&TextEncoder],
+    prompt: &str,
+    mode: LongPrompt,
+    windows: usize,
+    device: &Device,
+    warn: &mut dyn FnMut(String),
+) -> Result<PromptEmbeds> {
+    let mut contexts = Vec::with_capacity(encoders.len());
+    let mut pooled = None;
+    for encoder in encoders {
+        let ids = token_windows(encoder, prompt, mode, windows, warn)?;
+        let out = encoder.model.forward(&ids, device)?;
+        let [count, tokens, width] = out.penultimate.dims();
+        contexts.push(out.penultimate.reshape([1, count * tokens, width]));
+        pooled = out.text_embeds.map(|embeds| embeds.narrow(0, 0, 1)).or(pooled);
     }
     let pooled = pooled.ok_or_else(|| {
         Error::Unsupported("the last text encoder has no projection for the pooled embedding".into())

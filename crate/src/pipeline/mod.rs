@@ -17,7 +17,9 @@ use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::AutoencoderKL;
 use crate::noise::NoiseGenerator;
 use crate::schedulers::{self, Scheduler, SchedulerConfig, SchedulerKind};
-use conditioning::{PromptEmbeds, TextEncoder, base_time_ids, encode_prompt, refiner_time_ids};
+use conditioning::{
+    LongPrompt, PromptEmbeds, TextEncoder, base_time_ids, encode_prompt, refiner_time_ids, windows_needed,
+};
 use preview::{Preview, latent_preview};
 
 /// The base model: both text encoders, the UNet, the VAE and the scheduler settings.
@@ -58,6 +60,7 @@ pub struct GenerateParams {
     pub refiner_start: f64,
     pub aesthetic_score: f64,
     pub negative_aesthetic_score: f64,
+    pub long_prompt: LongPrompt,
 }
 
 impl GenerateParams {
@@ -73,6 +76,7 @@ impl GenerateParams {
             refiner_start: 0.8,
             aesthetic_score: 6.0,
             negative_aesthetic_score: 2.5,
+            long_prompt: LongPrompt::Truncate,
         }
     }
 
@@ -197,9 +201,8 @@ impl Base {
         let Noise { initial, steps: mut draw } = noise;
 
         let encoders = [&self.text_encoder, &self.text_encoder_2];
-        let mut warn = |message: String| progress.warn(message);
-        let positive = encode_prompt(&encoders, &params.prompt, device, &mut warn)?;
-        let negative = self.negative(&encoders, params, &positive, self.force_zeros_for_empty_prompt, device, &mut warn)?;
+        let (positive, negative) =
+            self.conditioning(&encoders, params, self.force_zeros_for_empty_prompt, device, progress)?;
 
         let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
         let timesteps = scheduler.timesteps().to_vec();
@@ -230,11 +233,8 @@ impl Base {
         if let Some(refiner) = refiner {
             // The refiner continues the same schedule on a fresh scheduler (the pipeline's own).
             let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
-            let encoders = [&self.text_encoder_2];
-            let mut warn = |message: String| progress.warn(message);
-            let positive = encode_prompt(&encoders, &params.prompt, device, &mut warn)?;
-            let negative =
-                self.negative(&encoders, params, &positive, refiner.force_zeros_for_empty_prompt, device, &mut warn)?;
+            let (positive, negative) =
+                self.conditioning(&[&self.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, progress)?;
             let run = Denoise {
                 unet: &refiner.unet,
                 positive: &positive,
@@ -295,11 +295,8 @@ impl Base {
         let noise = draw(clean.dims());
         let latents = scheduler.add_noise(clean, noise, first);
 
-        let encoders = [&self.text_encoder_2];
-        let mut warn = |message: String| progress.warn(message);
-        let positive = encode_prompt(&encoders, &params.prompt, device, &mut warn)?;
-        let negative =
-            self.negative(&encoders, params, &positive, refiner.force_zeros_for_empty_prompt, device, &mut warn)?;
+        let (positive, negative) =
+            self.conditioning(&[&self.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, progress)?;
         let size = (height, width);
         let run = Denoise {
             unet: &refiner.unet,
@@ -318,24 +315,35 @@ impl Base {
         [1, 4, params.height / self.vae_scale_factor, params.width / self.vae_scale_factor]
     }
 
-    /// The negative branch's embeddings: zeros when there is no negative prompt and the model
-    /// asks for it, else the encoding of the negative prompt (or of "").
-    fn negative(
+    /// The prompt's embeddings and, under guidance, the negative branch's: zeros when there is
+    /// no negative prompt and the model asks for it, else the encoding of the negative prompt
+    /// (or of ""). In chunked mode both get the same number of windows.
+    fn conditioning(
         &self,
         encoders: &[&TextEncoder],
         params: &GenerateParams,
-        positive: &PromptEmbeds,
         force_zeros_for_empty_prompt: bool,
         device: &Device,
-        warn: &mut dyn FnMut(String),
-    ) -> Result<Option<PromptEmbeds>> {
-        if params.guidance <= 1.0 {
-            return Ok(None);
+        progress: &mut dyn Progress,
+    ) -> Result<(PromptEmbeds, Option<PromptEmbeds>)> {
+        let mode = params.long_prompt;
+        let negative_prompt = match &params.negative_prompt {
+            _ if params.guidance <= 1.0 => None,
+            None if force_zeros_for_empty_prompt => None,
+            negative => Some(negative.as_deref().unwrap_or("")),
+        };
+        let mut windows = windows_needed(encoders, &params.prompt, mode)?;
+        if let Some(negative) = negative_prompt {
+            windows = windows.max(windows_needed(encoders, negative, mode)?);
         }
-        Ok(Some(match &params.negative_prompt {
-            None if force_zeros_for_empty_prompt => positive.zeros_like(),
-            negative => encode_prompt(encoders, negative.as_deref().unwrap_or(""), device, warn)?,
-        }))
+        let mut warn = |message: String| progress.warn(message);
+        let positive = encode_prompt(encoders, &params.prompt, mode, windows, device, &mut warn)?;
+        let negative = match negative_prompt {
+            Some(negative) => Some(encode_prompt(encoders, negative, mode, windows, device, &mut warn)?),
+            None if params.guidance > 1.0 => Some(positive.zeros_like()),
+            None => None,
+        };
+        Ok((positive, negative))
     }
 
     /// Latents → image [H, W, 3] in 0..1.
