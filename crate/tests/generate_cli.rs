@@ -106,3 +106,35 @@ fn bad_input_is_a_message_not_a_panic() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The acceptance check as a user would run it: `--noise` from diffusers' run,
+/// `--out-tensor` against diffusers' `output_type="np"` image, base alone and with the refiner.
+#[test]
+fn out_tensor_equals_diffusers() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let out = std::env::temp_dir().join(format!("sdxl-generate-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let refiner = fixtures.join("tiny-sdxl-refiner");
+    for (case, extra) in [("base_euler", vec![]), ("base_refiner_euler", vec!["--refiner", refiner.to_str().unwrap()])] {
+        let run = Command::new(env!("CARGO_BIN_EXE_sdxl"))
+            .arg("generate")
+            .arg("--model")
+            .arg(fixtures.join("tiny-sdxl-base"))
+            .args(["--prompt", "a photo of an astronaut riding a horse", "--negative-prompt", ""])
+            .args(["--steps", "10", "--guidance", "5", "--width", "64", "--height", "64", "--noise"])
+            .arg(fixtures.join("pipeline/noise.safetensors"))
+            .arg("--out")
+            .arg(out.join("image.png"))
+            .arg("--out-tensor")
+            .arg(out.join("image.safetensors"))
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let expected = SafetensorsSource::open(&[fixtures.join(format!("pipeline/{case}.safetensors"))]).unwrap();
+        let error = relative_l2(&image(&out), &expected.read("image").unwrap().unwrap());
+        println!("{case}: --out-tensor relative L2 {error:.2e}");
+        assert!(error <= 1e-3, "{case}: relative L2 {error:.3e}");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -27,3 +27,16 @@ async fn webgpu_matches_cpu() {
         );
     }
 }
+
+/// A seed gives the same noise in the browser as natively: the values `crate/tests/schedulers.rs`
+/// derives from the documented algorithm (an independent Python version), bit for bit.
+#[wasm_bindgen_test]
+fn seeded_noise_equals_the_native_values() {
+    use sdxl_web::noise::NoiseGenerator;
+    let seed_0: [f32; 8] =
+        [-0.45275775, 0.20776604, 2.650606, -0.49042282, -0.9886041, 1.8721014, 0.25246271, -1.8534243];
+    assert_eq!(NoiseGenerator::new(0).values(8), seed_0);
+    let seed_max: [f32; 8] =
+        [0.40389818, -0.24716993, -1.5578115, 0.7785845, 0.37761974, -0.74491614, -0.0030864829, 0.34378263];
+    assert_eq!(NoiseGenerator::new(u64::MAX).values(8), seed_max);
+}
