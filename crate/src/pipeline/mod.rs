@@ -221,10 +221,10 @@ impl Base {
         let mut latents = initial * scheduler.init_noise_sigma();
         let base_run = Denoise {
             unet: &self.unet,
-            positive: &positive,
-            negative: negative.as_ref(),
-            time_ids: &time_ids,
-            negative_time_ids: &time_ids,
+            positive,
+            negative,
+            negative_time_ids: time_ids.clone(),
+            time_ids,
             guidance: params.guidance,
             stage: Stage::Base,
         };
@@ -233,17 +233,7 @@ impl Base {
         if let Some(refiner) = refiner {
             // The refiner continues the same schedule on a fresh scheduler (the pipeline's own).
             let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
-            let (positive, negative) =
-                self.conditioning(&[&self.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, progress)?;
-            let run = Denoise {
-                unet: &refiner.unet,
-                positive: &positive,
-                negative: negative.as_ref(),
-                time_ids: &refiner_time_ids(size, (0, 0), params.aesthetic_score),
-                negative_time_ids: &refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
-                guidance: params.guidance,
-                stage: Stage::Refiner,
-            };
+            let run = self.refiner_denoise(refiner, params, size, device, progress)?;
             let range = refiner_begin..timesteps.len();
             latents = run.run(scheduler.as_mut(), latents, range, (base_end, total), &mut *draw, device, progress)?;
         }
@@ -295,19 +285,30 @@ impl Base {
         let noise = draw(clean.dims());
         let latents = scheduler.add_noise(clean, noise, first);
 
+        let run = self.refiner_denoise(refiner, params, (height, width), device, progress)?;
+        run.run(scheduler.as_mut(), latents, first..steps, (0, steps - first), draw, device, progress)
+    }
+
+    /// The refiner's share of a run: text encoder 2 alone, aesthetic-score time ids.
+    fn refiner_denoise<'a>(
+        &self,
+        refiner: &'a Refiner,
+        params: &GenerateParams,
+        size: (usize, usize),
+        device: &Device,
+        progress: &mut dyn Progress,
+    ) -> Result<Denoise<'a>> {
         let (positive, negative) =
             self.conditioning(&[&self.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, progress)?;
-        let size = (height, width);
-        let run = Denoise {
+        Ok(Denoise {
             unet: &refiner.unet,
-            positive: &positive,
-            negative: negative.as_ref(),
-            time_ids: &refiner_time_ids(size, (0, 0), params.aesthetic_score),
-            negative_time_ids: &refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
+            positive,
+            negative,
+            time_ids: refiner_time_ids(size, (0, 0), params.aesthetic_score),
+            negative_time_ids: refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
             guidance: params.guidance,
             stage: Stage::Refiner,
-        };
-        run.run(scheduler.as_mut(), latents, first..steps, (0, steps - first), draw, device, progress)
+        })
     }
 
     /// The initial noise's shape for an image of the requested size.
@@ -358,11 +359,11 @@ impl Base {
 /// One network's share of the denoising loop.
 struct Denoise<'a> {
     unet: &'a UNet2DConditionModel,
-    positive: &'a PromptEmbeds,
+    positive: PromptEmbeds,
     /// Present when classifier-free guidance is on.
-    negative: Option<&'a PromptEmbeds>,
-    time_ids: &'a [f32],
-    negative_time_ids: &'a [f32],
+    negative: Option<PromptEmbeds>,
+    time_ids: Vec<f32>,
+    negative_time_ids: Vec<f32>,
     guidance: f64,
     stage: Stage,
 }
@@ -381,13 +382,13 @@ impl Denoise<'_> {
     ) -> Result<Tensor<4>> {
         let time_ids = |ids: &[f32]| Tensor::<1>::from_floats(ids, device).unsqueeze::<2>();
         // The batch is [negative, positive] under guidance, as diffusers concatenates it.
-        let (context, pooled, time_ids) = match self.negative {
+        let (context, pooled, time_ids) = match &self.negative {
             Some(negative) => (
                 Tensor::cat(vec![negative.context.clone(), self.positive.context.clone()], 0),
                 Tensor::cat(vec![negative.pooled.clone(), self.positive.pooled.clone()], 0),
-                Tensor::cat(vec![time_ids(self.negative_time_ids), time_ids(self.time_ids)], 0),
+                Tensor::cat(vec![time_ids(&self.negative_time_ids), time_ids(&self.time_ids)], 0),
             ),
-            None => (self.positive.context.clone(), self.positive.pooled.clone(), time_ids(self.time_ids)),
+            None => (self.positive.context.clone(), self.positive.pooled.clone(), time_ids(&self.time_ids)),
         };
         let batch = context.dims()[0];
         let first = steps.start;
