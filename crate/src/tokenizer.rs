@@ -199,12 +199,17 @@ impl ClipTokenizer {
     pub fn encode(&self, prompt: &str) -> Result<Encoded, TokenizerError> {
         let tokens = self.encode_raw(prompt)?;
         let kept = tokens.len().min(self.max_len - 2);
+        Ok(Encoded { ids: self.window(&tokens[..kept]), untruncated_len: tokens.len() + 2 })
+    }
+
+    /// One `max_len` window: BOS, `tokens` (at most `max_len - 2`), EOS, padding.
+    pub fn window(&self, tokens: &[u32]) -> Vec<i64> {
         let mut ids = Vec::with_capacity(self.max_len);
         ids.push(self.bos as i64);
-        ids.extend(tokens[..kept].iter().map(|&id| id as i64));
+        ids.extend(tokens.iter().map(|&id| id as i64));
         ids.push(self.eos as i64);
         ids.resize(self.max_len, self.pad as i64);
-        Ok(Encoded { ids, untruncated_len: tokens.len() + 2 })
+        ids
     }
 
     /// The prompt's ids without BOS/EOS and without a window (for chunking long prompts).

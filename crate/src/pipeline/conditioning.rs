@@ -97,16 +97,7 @@ fn token_windows(
     let tokens = tokenizer.encode_raw(prompt).map_err(prompt_error)?;
     let mut chunks: Vec<&[u32]> = tokens.chunks(window - 2).collect();
     chunks.resize(windows.max(chunks.len()), &[]);
-    Ok(chunks
-        .into_iter()
-        .map(|chunk| {
-            let mut ids = vec![i64::from(tokenizer.bos_id())];
-            ids.extend(chunk.iter().map(|&id| i64::from(id)));
-            ids.push(i64::from(tokenizer.eos_id()));
-            ids.resize(window, i64::from(tokenizer.pad_id()));
-            ids
-        })
-        .collect())
+    Ok(chunks.into_iter().map(|chunk| tokenizer.window(chunk)).collect())
 }
 
 /// Encodes `prompt` with each encoder (CLIP-L then OpenCLIP-bigG for the base; bigG alone for
