@@ -6,7 +6,8 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
-use crate::models::clip::{self, ClipTextConfig, ClipTextModel};
+use crate::pipeline::parts;
+use crate::models::clip::ClipTextModel;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig};
 use crate::models::vae::{AutoencoderKL, VaeConfig};
 use crate::weights::diffusers::DiffusersFolder;
@@ -34,50 +35,6 @@ impl Component {
             Component::Unet => "unet",
             Component::VaeDecoder | Component::VaeEncoder => "vae",
         }
-    }
-}
-
-/// Checks `model_index.json` names the class this port implements for a component.
-fn expect_class(model: &impl ModelSource, component: &str, classes: &[&str]) -> Result<()> {
-    let class = model.class_of(component)?;
-    if classes.contains(&class) {
-        Ok(())
-    } else {
-        Err(Error::Unsupported(format!(
-            "{}: `{component}` is a {class}, expected {}",
-            model.location().display(),
-            classes.join(" or ")
-        )))
-    }
-}
-
-pub fn load_text_encoder(model: &impl ModelSource, component: &str, device: &Device) -> Result<ClipTextModel> {
-    expect_class(model, component, &["CLIPTextModel", "CLIPTextModelWithProjection"])?;
-    let config: ClipTextConfig = model.config(component)?;
-    model.load(component, config.init(device)?, clip::BUFFERS, device).map_err(|e| in_component(model, component, e))
-}
-
-pub fn load_unet(model: &impl ModelSource, device: &Device) -> Result<(UNetConfig, UNet2DConditionModel)> {
-    expect_class(model, "unet", &["UNet2DConditionModel"])?;
-    let config: UNetConfig = model.config("unet")?;
-    let unet = model.load("unet", config.init(device)?, &[], device).map_err(|e| in_component(model, "unet", e))?;
-    Ok((config, unet))
-}
-
-pub fn load_vae(model: &impl ModelSource, device: &Device) -> Result<(VaeConfig, AutoencoderKL)> {
-    expect_class(model, "vae", &["AutoencoderKL"])?;
-    let config: VaeConfig = model.config("vae")?;
-    let vae = model.load("vae", config.init(device)?, &[], device).map_err(|e| in_component(model, "vae", e))?;
-    Ok((config, vae))
-}
-
-fn in_component(model: &impl ModelSource, component: &str, error: Error) -> Error {
-    match error {
-        // Errors about one shard already name its file and component.
-        Error::Weights(message) if !message.contains(&model.location().display().to_string()) => {
-            Error::Weights(format!("{}: {message}", model.location().join(component).display()))
-        }
-        other => other,
     }
 }
 
@@ -148,7 +105,7 @@ fn run_model(
     let inputs = Inputs { source: inputs, device };
     let outputs = match component {
         Component::TextEncoder | Component::TextEncoder2 => {
-            let encoder = load_text_encoder(model, component.folder(), device)?;
+            let (_, encoder): (_, ClipTextModel) = parts::load(model, component.folder(), device)?;
             let out = encoder.forward(&inputs.token_windows("input_ids")?, device)?;
             let mut outputs = vec![("penultimate".to_string(), out.penultimate.into_data())];
             if let Some(text_embeds) = out.text_embeds {
@@ -157,7 +114,7 @@ fn run_model(
             outputs
         }
         Component::Unet => {
-            let (config, unet) = load_unet(model, device)?;
+            let (config, unet): (UNetConfig, UNet2DConditionModel) = parts::load(model, "unet", device)?;
             let sample = inputs.float("sample", [None, Some(config.in_channels), None, None])?;
             let [batch, _, height, width] = sample.dims();
             let multiple = 1 << (config.block_out_channels.len() - 1);
@@ -188,12 +145,12 @@ fn run_model(
             vec![("out".to_string(), out.into_data())]
         }
         Component::VaeDecoder => {
-            let (config, vae) = load_vae(model, device)?;
+            let (config, vae): (VaeConfig, AutoencoderKL) = parts::load(model, "vae", device)?;
             let latents = inputs.float("latents", [None, Some(config.latent_channels), None, None])?;
             vec![("sample".to_string(), vae.decode(latents).into_data())]
         }
         Component::VaeEncoder => {
-            let (config, vae) = load_vae(model, device)?;
+            let (config, vae): (VaeConfig, AutoencoderKL) = parts::load(model, "vae", device)?;
             let sample = inputs.float("sample", [None, Some(config.in_channels), None, None])?;
             let [_, _, height, width] = sample.dims();
             let multiple = config.scale_factor();

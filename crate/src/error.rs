@@ -22,10 +22,17 @@ pub enum Error {
     Unsupported(String),
     #[error("{0}")]
     Weights(String),
+    /// Bytes that differ from what the manifest promises (size or SHA-256): a download to
+    /// repeat, not a broken model.
+    #[error("{0}")]
+    Integrity(String),
     #[error("writing the result: {0}")]
     Output(String),
     #[error("input `{name}`: {message}")]
     Input { name: String, message: String },
+    /// A run stopped on request between steps.
+    #[error("generation cancelled")]
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -14,5 +14,4 @@ pub mod component;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod device;
 
-#[cfg(target_arch = "wasm32")]
-mod web;
+pub mod web;

@@ -27,6 +27,10 @@ use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 /// CLIP's word pattern, as in transformers' `CLIPTokenizer`.
 const CLIP_PATTERN: &str = r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+";
 
+/// The files a tokenizer folder may hold.
+pub const FOLDER_FILES: [&str; 5] =
+    ["tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"];
+
 /// CLIP's text encoders have 77 positions; used when tokenizer_config.json gives no length.
 const DEFAULT_MAX_LEN: usize = 77;
 
@@ -74,17 +78,30 @@ impl ClipTokenizer {
     /// merges.txt; tokenizer_config.json and special_tokens_map.json (both optional) give the
     /// special tokens and model_max_length.
     pub fn from_dir(dir: &Path) -> Result<Self, TokenizerError> {
-        let read = |name: &str| {
+        let mut files = std::collections::BTreeMap::new();
+        for name in FOLDER_FILES {
             let path = dir.join(name);
-            std::fs::read(&path).map_err(|source| TokenizerError::Io { file: path.display().to_string(), source })
-        };
-        let read_optional = |name: &str| if dir.join(name).exists() { read(name).map(Some) } else { Ok(None) };
-        let config = read_optional("tokenizer_config.json")?;
-        let special_map = read_optional("special_tokens_map.json")?;
-        if let Some(tokenizer_json) = read_optional("tokenizer.json")? {
-            return Self::from_tokenizer_json(&tokenizer_json, config.as_deref(), special_map.as_deref());
+            if path.exists() {
+                let bytes = std::fs::read(&path)
+                    .map_err(|source| TokenizerError::Io { file: path.display().to_string(), source })?;
+                files.insert(name, bytes);
+            }
         }
-        Self::from_files(&read("vocab.json")?, &read("merges.txt")?, config.as_deref(), special_map.as_deref())
+        Self::from_folder_files(&dir.display().to_string(), |name| files.get(name).map(Vec::as_slice))
+    }
+
+    /// From the files of a tokenizer folder (`file(name)` is `None` for an absent one), as
+    /// [`Self::from_dir`] reads them; the browser has them as bytes. `folder` names it in errors.
+    pub fn from_folder_files<'a>(
+        folder: &str,
+        file: impl Fn(&str) -> Option<&'a [u8]>,
+    ) -> Result<Self, TokenizerError> {
+        let (config, special_map) = (file("tokenizer_config.json"), file("special_tokens_map.json"));
+        if let Some(tokenizer_json) = file("tokenizer.json") {
+            return Self::from_tokenizer_json(tokenizer_json, config, special_map);
+        }
+        let required = |name: &str| file(name).ok_or_else(|| invalid(&format!("{folder}/{name}"), "missing"));
+        Self::from_files(required("vocab.json")?, required("merges.txt")?, config, special_map)
     }
 
     /// From the contents of vocab.json, merges.txt and the optional configs (in the browser the

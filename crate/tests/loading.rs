@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{DType, Device};
 use common::fixtures;
 use safetensors::Dtype;
-use sdxl_web::component::{load_text_encoder, load_vae};
+use sdxl_web::models::clip::ClipTextModel;
+use sdxl_web::models::vae::AutoencoderKL;
+use sdxl_web::pipeline::parts;
 use sdxl_web::weights::diffusers::DiffusersFolder;
 use sdxl_web::weights::safetensors_file::SafetensorsSource;
 use sdxl_web::weights::TensorSource;
@@ -71,7 +73,7 @@ impl Scratch {
             Ok(folder) => folder,
             Err(error) => return error.to_string(),
         };
-        match load_vae(&folder, &Device::flex()) {
+        match parts::load::<AutoencoderKL>(&folder, "vae", &Device::flex()) {
             Ok(_) => panic!("loading succeeded"),
             Err(error) => error.to_string(),
         }
@@ -94,8 +96,8 @@ fn assert_mentions(message: &str, parts: &[&str]) {
 fn intact_copy_loads() {
     let scratch = Scratch::new("intact");
     let folder = DiffusersFolder::open(&scratch.0).unwrap();
-    load_vae(&folder, &Device::flex()).unwrap();
-    load_text_encoder(&folder, "text_encoder", &Device::flex()).unwrap();
+    parts::load::<AutoencoderKL>(&folder, "vae", &Device::flex()).unwrap();
+    parts::load::<ClipTextModel>(&folder, "text_encoder", &Device::flex()).unwrap();
 }
 
 #[test]
@@ -169,7 +171,7 @@ fn sharded_checkpoint_loads_like_a_single_file() {
     let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
     std::fs::write(scratch.0.join("vae/diffusion_pytorch_model.safetensors.index.json"), index.to_string()).unwrap();
     let folder = DiffusersFolder::open(&scratch.0).unwrap();
-    load_vae(&folder, &Device::flex()).unwrap();
+    parts::load::<AutoencoderKL>(&folder, "vae", &Device::flex()).unwrap();
 }
 
 fn write_subset(source: &SafetensorsSource, names: &[String], path: &Path) {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use common::fixtures;
-use sdxl_web::component::load_vae;
+use sdxl_web::models::vae::AutoencoderKL;
+use sdxl_web::pipeline::parts;
 use sdxl_web::weights::convert::{ConvertOptions, convert};
 use sdxl_web::weights::quant::StoredDtype;
 use sdxl_web::weights::sharded::{ModuleAssembly, ShardedModel};
@@ -53,7 +54,7 @@ impl Scratch {
             Ok(model) => model,
             Err(error) => return error.to_string(),
         };
-        match load_vae(&model, &Device::flex()) {
+        match parts::load::<AutoencoderKL>(&model, "vae", &Device::flex()) {
             Ok(_) => panic!("loading succeeded"),
             Err(error) => error.to_string(),
         }
@@ -80,7 +81,7 @@ fn assert_mentions(message: &str, parts: &[&str]) {
 fn intact_model_verifies_and_loads() {
     let scratch = Scratch::new("intact");
     assert_eq!(scratch.verify_problems(), Vec::<String>::new());
-    load_vae(&ShardedModel::open(&scratch.0).unwrap(), &Device::flex()).unwrap();
+    parts::load::<AutoencoderKL>(&ShardedModel::open(&scratch.0).unwrap(), "vae", &Device::flex()).unwrap();
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! refiner as `StableDiffusionXLImg2ImgPipeline` in ensemble-of-experts mode (the base denoises
 //! up to `refiner_start`, the refiner continues on the same schedule).
 
+pub mod assembly;
 pub mod conditioning;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod folder;
+pub mod parts;
 pub mod png;
 pub mod preview;
 
@@ -16,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::AutoencoderKL;
 use crate::noise::NoiseGenerator;
-use crate::schedulers::{self, Scheduler, SchedulerConfig, SchedulerKind};
+use crate::schedulers::{self, Scheduler, SchedulerConfig, SchedulerKind, StepOutput};
 use conditioning::{
     LongPrompt, PromptEmbeds, TextEncoder, base_time_ids, encode_prompt, refiner_time_ids, windows_needed,
 };
@@ -115,8 +117,8 @@ pub enum Stage {
     Refiner,
 }
 
-/// Receives each finished step; returning `ControlFlow::Break` cancels the run (what was
-/// allocated for it is dropped on return).
+/// Receives each finished step; returning `ControlFlow::Break` cancels the run with
+/// [`Error::Cancelled`] (what was allocated for it is dropped on return).
 pub trait Progress {
     /// Whether `step` should be given a preview (computing one reads the latents back).
     fn wants_preview(&self) -> bool {
@@ -127,11 +129,6 @@ pub trait Progress {
     fn warn(&mut self, message: String) {
         let _ = message;
     }
-}
-
-/// A run that ends on cancellation returns this error.
-pub fn cancelled() -> Error {
-    Error::Input { name: "generation".into(), message: "cancelled".into() }
 }
 
 /// The run's randomness: the initial latents' noise [1, 4, H/8, W/8] and the fresh noise
@@ -166,6 +163,14 @@ pub struct Image {
     pub pixels: TensorData,
 }
 
+impl Image {
+    /// From pixels [H, W, 3].
+    pub fn new(pixels: TensorData) -> Self {
+        let (height, width) = (pixels.shape()[0], pixels.shape()[1]);
+        Self { width, height, pixels }
+    }
+}
+
 impl Base {
     /// Text to image: [`Self::denoise`] then [`Self::decode`].
     pub fn generate(
@@ -188,8 +193,22 @@ impl Base {
         device: &Device,
         progress: &mut dyn Progress,
     ) -> Result<Tensor<4>> {
+        self.start(refiner, params, noise, device, &mut |warning| progress.warn(warning))?.run(progress)
+    }
+
+    /// A text-to-image run, ready to take its steps one at a time ([`Generation::step`]): the
+    /// prompts are encoded, the noise scaled, the base's and the refiner's shares of the schedule
+    /// fixed. `warn` receives what is allowed but unusual (sizes, truncated prompts).
+    pub fn start<'a>(
+        &'a self,
+        refiner: Option<&'a Refiner>,
+        params: &GenerateParams,
+        noise: Noise<'a>,
+        device: &Device,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Generation<'a>> {
         for warning in params.validate(self.vae_scale_factor)? {
-            progress.warn(warning);
+            warn(warning);
         }
         let latent_shape = self.latent_shape(params);
         if noise.initial.dims() != latent_shape {
@@ -198,13 +217,10 @@ impl Base {
                 message: format!("shape {:?}, expected {latent_shape:?}", noise.initial.dims()),
             });
         }
-        let Noise { initial, steps: mut draw } = noise;
-
         let encoders = [&self.text_encoder, &self.text_encoder_2];
-        let (positive, negative) =
-            self.conditioning(&encoders, params, self.force_zeros_for_empty_prompt, device, progress)?;
+        let (positive, negative) = self.conditioning(&encoders, params, self.force_zeros_for_empty_prompt, device, warn)?;
 
-        let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
+        let scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
         let timesteps = scheduler.timesteps().to_vec();
         let train_steps = self.scheduler.num_train_timesteps;
         let (base_end, refiner_begin) = match refiner {
@@ -214,11 +230,9 @@ impl Base {
             ),
             None => (timesteps.len(), timesteps.len()),
         };
-        let total = base_end + (timesteps.len() - refiner_begin);
         let size = (params.height, params.width);
         let time_ids = base_time_ids(size, (0, 0), size);
-
-        let mut latents = initial * scheduler.init_noise_sigma();
+        let latents = noise.initial * scheduler.init_noise_sigma();
         let base_run = Denoise {
             unet: &self.unet,
             positive,
@@ -228,16 +242,16 @@ impl Base {
             guidance: params.guidance,
             stage: Stage::Base,
         };
-        latents = base_run.run(scheduler.as_mut(), latents, 0..base_end, (0, total), &mut *draw, device, progress)?;
-
+        let mut phases = vec![Phase { denoise: base_run, scheduler, steps: 0..base_end }];
         if let Some(refiner) = refiner {
             // The refiner continues the same schedule on a fresh scheduler (the pipeline's own).
-            let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
-            let run = self.refiner_denoise(refiner, params, size, device, progress)?;
-            let range = refiner_begin..timesteps.len();
-            latents = run.run(scheduler.as_mut(), latents, range, (base_end, total), &mut *draw, device, progress)?;
+            phases.push(Phase {
+                denoise: self.refiner_denoise(refiner, params, size, device, warn)?,
+                scheduler: schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?,
+                steps: refiner_begin..timesteps.len(),
+            });
         }
-        Ok(latents)
+        Ok(Generation::new(phases, latents, noise.steps, device))
     }
 
     /// Refines a finished image [H, W, 3] in 0..1 with the refiner, as
@@ -269,7 +283,7 @@ impl Base {
         for warning in params.validate(self.vae_scale_factor)? {
             progress.warn(warning);
         }
-        let mut scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
+        let scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
         let steps = scheduler.timesteps().len();
         let first = schedulers::first_step_for_strength(params.steps, strength, scheduler.order());
         if first >= steps {
@@ -285,8 +299,9 @@ impl Base {
         let noise = draw(clean.dims());
         let latents = scheduler.add_noise(clean, noise, first);
 
-        let run = self.refiner_denoise(refiner, params, (height, width), device, progress)?;
-        run.run(scheduler.as_mut(), latents, first..steps, (0, steps - first), draw, device, progress)
+        let denoise = self.refiner_denoise(refiner, params, (height, width), device, &mut |w| progress.warn(w))?;
+        let phases = vec![Phase { denoise, scheduler, steps: first..steps }];
+        Generation::new(phases, latents, Box::new(draw), device).run(progress)
     }
 
     /// The refiner's share of a run: text encoder 2 alone, aesthetic-score time ids.
@@ -296,10 +311,10 @@ impl Base {
         params: &GenerateParams,
         size: (usize, usize),
         device: &Device,
-        progress: &mut dyn Progress,
+        warn: &mut dyn FnMut(String),
     ) -> Result<Denoise<'a>> {
         let (positive, negative) =
-            self.conditioning(&[&self.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, progress)?;
+            self.conditioning(&[&self.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, warn)?;
         Ok(Denoise {
             unet: &refiner.unet,
             positive,
@@ -325,7 +340,7 @@ impl Base {
         params: &GenerateParams,
         force_zeros_for_empty_prompt: bool,
         device: &Device,
-        progress: &mut dyn Progress,
+        warn: &mut dyn FnMut(String),
     ) -> Result<(PromptEmbeds, Option<PromptEmbeds>)> {
         let mode = params.long_prompt;
         let negative_prompt = match &params.negative_prompt {
@@ -337,10 +352,9 @@ impl Base {
         if let Some(negative) = negative_prompt {
             windows = windows.max(windows_needed(encoders, negative, mode)?);
         }
-        let mut warn = |message: String| progress.warn(message);
-        let positive = encode_prompt(encoders, &params.prompt, mode, windows, device, &mut warn)?;
+        let positive = encode_prompt(encoders, &params.prompt, mode, windows, device, warn)?;
         let negative = match negative_prompt {
-            Some(negative) => Some(encode_prompt(encoders, negative, mode, windows, device, &mut warn)?),
+            Some(negative) => Some(encode_prompt(encoders, negative, mode, windows, device, warn)?),
             None if params.guidance > 1.0 => Some(positive.zeros_like()),
             None => None,
         };
@@ -349,10 +363,15 @@ impl Base {
 
     /// Latents → image [H, W, 3] in 0..1.
     pub fn decode(&self, latents: Tensor<4>) -> Image {
+        Image::new(self.decode_pixels(latents).into_data())
+    }
+
+    /// Latents → pixels [H, W, 3] in 0..1, left on the device (the browser reads them back
+    /// asynchronously).
+    pub fn decode_pixels(&self, latents: Tensor<4>) -> Tensor<3> {
         let image = self.vae.decode(latents / self.scaling_factor);
         let [_, _, height, width] = image.dims();
-        let pixels = (image / 2.0 + 0.5).clamp(0.0, 1.0).narrow(0, 0, 1).reshape([3, height, width]).permute([1, 2, 0]);
-        Image { width, height, pixels: pixels.into_data() }
+        (image / 2.0 + 0.5).clamp(0.0, 1.0).narrow(0, 0, 1).reshape([3, height, width]).permute([1, 2, 0])
     }
 }
 
@@ -369,17 +388,16 @@ struct Denoise<'a> {
 }
 
 impl Denoise<'_> {
-    #[allow(clippy::too_many_arguments)]
-    fn run(
+    /// One step of the schedule: the UNet on the (doubled, under guidance) latents, guidance,
+    /// the scheduler's update.
+    fn step(
         &self,
         scheduler: &mut dyn Scheduler,
-        mut latents: Tensor<4>,
-        steps: std::ops::Range<usize>,
-        (done, total): (usize, usize),
+        latents: Tensor<4>,
+        step: usize,
         noise: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
         device: &Device,
-        progress: &mut dyn Progress,
-    ) -> Result<Tensor<4>> {
+    ) -> StepOutput {
         let time_ids = |ids: &[f32]| Tensor::<1>::from_floats(ids, device).unsqueeze::<2>();
         // The batch is [negative, positive] under guidance, as diffusers concatenates it.
         let (context, pooled, time_ids) = match &self.negative {
@@ -391,26 +409,87 @@ impl Denoise<'_> {
             None => (self.positive.context.clone(), self.positive.pooled.clone(), time_ids(&self.time_ids)),
         };
         let batch = context.dims()[0];
-        let first = steps.start;
-        for step in steps {
-            let t = scheduler.timesteps()[step];
-            let input = scheduler.scale_model_input(latents.clone(), step);
-            let input = if batch == 2 { Tensor::cat(vec![input.clone(), input], 0) } else { input };
-            let timestep = Tensor::<1>::from_floats(vec![t; batch].as_slice(), device);
-            let prediction = self.unet.forward(input, timestep, context.clone(), pooled.clone(), time_ids.clone());
-            let prediction = if batch == 2 {
-                let [uncond, text] = prediction.chunk(2, 0).try_into().expect("two halves");
-                uncond.clone() + (text - uncond) * self.guidance
-            } else {
-                prediction
-            };
-            let out = scheduler.step(prediction, step, latents, noise);
-            latents = out.prev_sample;
-            let preview = progress.wants_preview().then(|| latent_preview(&out.pred_original_sample));
-            if progress.step(self.stage, done + step - first + 1, total, preview).is_break() {
-                return Err(cancelled());
+        let t = scheduler.timesteps()[step];
+        let input = scheduler.scale_model_input(latents.clone(), step);
+        let input = if batch == 2 { Tensor::cat(vec![input.clone(), input], 0) } else { input };
+        let timestep = Tensor::<1>::from_floats(vec![t; batch].as_slice(), device);
+        let prediction = self.unet.forward(input, timestep, context, pooled, time_ids);
+        let prediction = if batch == 2 {
+            let [uncond, text] = prediction.chunk(2, 0).try_into().expect("two halves");
+            uncond.clone() + (text - uncond) * self.guidance
+        } else {
+            prediction
+        };
+        scheduler.step(prediction, step, latents, noise)
+    }
+}
+
+/// One network's share of a run: its steps of the schedule, on its own scheduler.
+struct Phase<'a> {
+    denoise: Denoise<'a>,
+    scheduler: Box<dyn Scheduler>,
+    steps: std::ops::Range<usize>,
+}
+
+/// A finished step of a [`Generation`].
+pub struct Step {
+    pub stage: Stage,
+    /// Counts from 1 to `total` over base and refiner steps together.
+    pub index: usize,
+    pub total: usize,
+    /// The scheduler's estimate of the clean latents [1, 4, h, w] (what previews show).
+    pub denoised: Tensor<4>,
+}
+
+/// A run taken one step at a time, so a caller can show progress, read previews back
+/// asynchronously (the browser) or stop between steps. Dropping it frees what it holds.
+pub struct Generation<'a> {
+    phases: std::collections::VecDeque<Phase<'a>>,
+    latents: Tensor<4>,
+    draw: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
+    device: Device,
+    done: usize,
+    total: usize,
+}
+
+impl<'a> Generation<'a> {
+    fn new(
+        phases: Vec<Phase<'a>>,
+        latents: Tensor<4>,
+        draw: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
+        device: &Device,
+    ) -> Self {
+        let total = phases.iter().map(|phase| phase.steps.len()).sum();
+        Self { phases: phases.into(), latents, draw, device: device.clone(), done: 0, total }
+    }
+
+    /// Takes the next step; `None` when the schedule is done.
+    pub fn step(&mut self) -> Option<Step> {
+        while self.phases.front().is_some_and(|phase| phase.steps.is_empty()) {
+            self.phases.pop_front();
+        }
+        let phase = self.phases.front_mut()?;
+        let step = phase.steps.next().expect("a phase with steps left");
+        let out = phase.denoise.step(phase.scheduler.as_mut(), self.latents.clone(), step, &mut *self.draw, &self.device);
+        self.latents = out.prev_sample;
+        self.done += 1;
+        Some(Step { stage: phase.denoise.stage, index: self.done, total: self.total, denoised: out.pred_original_sample })
+    }
+
+    /// Steps to the end, reporting each step (with a preview when asked for); stops with
+    /// [`Error::Cancelled`] when `progress` says so.
+    pub fn run(mut self, progress: &mut dyn Progress) -> Result<Tensor<4>> {
+        while let Some(step) = self.step() {
+            let preview = progress.wants_preview().then(|| latent_preview(step.denoised.narrow(0, 0, 1).into_data()));
+            if progress.step(step.stage, step.index, step.total, preview).is_break() {
+                return Err(Error::Cancelled);
             }
         }
-        Ok(latents)
+        Ok(self.latents)
+    }
+
+    /// The current latents: the final ones once [`Self::step`] returned `None`.
+    pub fn latents(&self) -> Tensor<4> {
+        self.latents.clone()
     }
 }

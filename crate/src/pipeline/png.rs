@@ -37,10 +37,15 @@ pub fn parameters_text(params: &GenerateParams, seed: Option<u64>, refiner: bool
     text + "\n" + &fields.join(", ")
 }
 
-/// 8-bit RGB PNG bytes of `image`, rounded as diffusers' `numpy_to_pil` does (`round(x·255)`).
-pub fn encode_png(image: &Image, parameters: &str) -> Result<Vec<u8>> {
+/// 8-bit RGB values of `image`, rounded as diffusers' `numpy_to_pil` does (`round(x·255)`).
+pub fn to_rgb8(image: &Image) -> Result<Vec<u8>> {
     let values = image.pixels.try_to_vec::<f32>().map_err(|e| Error::Output(format!("{e:?}")))?;
-    let bytes: Vec<u8> = values.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
+    Ok(values.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect())
+}
+
+/// 8-bit RGB PNG bytes of `image` ([`to_rgb8`]) with the parameters text.
+pub fn encode_png(image: &Image, parameters: &str) -> Result<Vec<u8>> {
+    let bytes = to_rgb8(image)?;
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, image.width as u32, image.height as u32);
     encoder.set_color(png::ColorType::Rgb);

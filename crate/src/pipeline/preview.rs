@@ -1,7 +1,7 @@
 //! A cheap preview of a latent: a fixed linear map from SDXL's 4 latent channels to RGB
 //! (ComfyUI's `latent_rgb_factors` for SDXL), no VAE call.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::TensorData;
 
 const LATENT_RGB_FACTORS: [[f32; 3]; 4] = [
     [0.3651, 0.4232, 0.4341],
@@ -19,11 +19,13 @@ pub struct Preview {
     pub rgba: Vec<u8>,
 }
 
-/// The preview of the first latent of `latents` [B, 4, h, w]: one pixel per latent position.
-pub fn latent_preview(latents: &Tensor<4>) -> Preview {
-    let [_, channels, height, width] = latents.dims();
-    let first: TensorData = latents.clone().narrow(0, 0, 1).into_data();
-    let values = first.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+/// The preview of one latent [1, 4, h, w], read back from the device: one pixel per latent
+/// position.
+pub fn latent_preview(latent: TensorData) -> Preview {
+    let [_, channels, height, width] = latent.shape()[..] else {
+        return Preview { width: 0, height: 0, rgba: Vec::new() };
+    };
+    let values = latent.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
     let plane = height * width;
     let mut rgba = Vec::with_capacity(plane * 4);
     for pixel in 0..plane {

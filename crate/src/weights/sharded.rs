@@ -44,7 +44,7 @@ impl ShardedModel {
             Error::Weights(format!("{}: the manifest lists no shard {file}", self.root.display()))
         })?;
         if bytes.len() as u64 != shard.size {
-            return Err(self.shard_error(shard, format!(
+            return Err(self.integrity_error(shard, format!(
                 "{} bytes, the manifest says {} (truncated or replaced)",
                 bytes.len(),
                 shard.size
@@ -52,7 +52,7 @@ impl ShardedModel {
         }
         let hash = sha256_hex(bytes);
         if hash != shard.sha256 {
-            return Err(self.shard_error(shard, format!(
+            return Err(self.integrity_error(shard, format!(
                 "SHA-256 {hash} differs from the manifest's {} (corrupted or replaced)",
                 shard.sha256
             )));
@@ -66,7 +66,7 @@ impl ShardedModel {
         let path = self.root.join(&shard.file);
         let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
         if size != shard.size {
-            return Err(self.shard_error(shard, format!(
+            return Err(self.integrity_error(shard, format!(
                 "{size} bytes, the manifest says {} (truncated or replaced)",
                 shard.size
             )));
@@ -98,7 +98,15 @@ impl ShardedModel {
     }
 
     fn shard_error(&self, shard: &ShardEntry, message: String) -> Error {
-        Error::Weights(format!("{}: shard of `{}`: {message}", self.root.join(&shard.file).display(), shard.component))
+        Error::Weights(self.shard_message(shard, message))
+    }
+
+    fn integrity_error(&self, shard: &ShardEntry, message: String) -> Error {
+        Error::Integrity(self.shard_message(shard, message))
+    }
+
+    fn shard_message(&self, shard: &ShardEntry, message: String) -> String {
+        format!("{}: shard of `{}`: {message}", self.root.join(&shard.file).display(), shard.component)
     }
 }
 

@@ -1,0 +1,181 @@
+//! The messages between the page's worker and the wasm module, as JSON: a generation request
+//! (the parameters of `sdxl generate`), and the bookkeeping of a download (bytes, speed, ETA).
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::pipeline::GenerateParams;
+use crate::pipeline::conditioning::LongPrompt;
+use crate::schedulers::SchedulerKind;
+
+/// A generation request, as the page sends it. Absent fields take `sdxl generate`'s defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    prompt: String,
+    negative_prompt: Option<String>,
+    steps: Option<usize>,
+    guidance: Option<f64>,
+    width: Option<usize>,
+    height: Option<usize>,
+    seed: u64,
+    scheduler: Option<String>,
+    /// Whether the refiner (when one is loaded) takes over at `refiner_start`.
+    #[serde(default)]
+    refiner: bool,
+    refiner_start: Option<f64>,
+    long_prompt: Option<String>,
+    /// Whether each step reports a preview.
+    #[serde(default)]
+    previews: bool,
+}
+
+/// A checked request.
+#[derive(Debug)]
+pub struct Generate {
+    pub params: GenerateParams,
+    pub seed: u64,
+    pub refiner: bool,
+    pub previews: bool,
+}
+
+/// Parses and checks a request (the same checks as `sdxl generate`; warnings come when the
+/// run starts).
+pub fn parse_generate(json: &str, vae_scale_factor: usize) -> Result<Generate> {
+    let request: Request = serde_json::from_str(json)
+        .map_err(|e| Error::Input { name: "request".into(), message: e.to_string() })?;
+    let mut params = GenerateParams::new(request.prompt);
+    params.negative_prompt = request.negative_prompt;
+    params.steps = request.steps.unwrap_or(params.steps);
+    params.guidance = request.guidance.unwrap_or(params.guidance);
+    params.width = request.width.unwrap_or(params.width);
+    params.height = request.height.unwrap_or(params.height);
+    params.refiner_start = request.refiner_start.unwrap_or(params.refiner_start);
+    if let Some(name) = request.scheduler {
+        params.scheduler = name.parse::<SchedulerKind>()?;
+    }
+    if let Some(mode) = request.long_prompt {
+        params.long_prompt = mode.parse::<LongPrompt>()?;
+    }
+    params.validate(vae_scale_factor)?;
+    Ok(Generate { params, seed: request.seed, refiner: request.refiner, previews: request.previews })
+}
+
+/// A download's progress: bytes done of the total, the speed over the last few seconds and
+/// the time left at that speed. Times are in milliseconds (the page's `performance.now()`).
+#[derive(Debug)]
+pub struct Transfer {
+    total: u64,
+    done: u64,
+    /// (time, bytes done) samples within the speed window.
+    samples: std::collections::VecDeque<(f64, u64)>,
+}
+
+/// Speed is measured over this much recent time.
+const SPEED_WINDOW_MS: f64 = 5000.0;
+
+impl Transfer {
+    /// A download of `total` bytes of which `done` are already here (cached), starting `now`.
+    pub fn new(total: u64, done: u64, now: f64) -> Self {
+        Self { total, done: done.min(total), samples: [(now, done.min(total))].into() }
+    }
+
+    /// `bytes` more arrived by `now`.
+    pub fn advance(&mut self, bytes: u64, now: f64) {
+        self.done = (self.done + bytes).min(self.total);
+        self.samples.push_back((now, self.done));
+        while self.samples.len() > 2 && self.samples.front().is_some_and(|(t, _)| now - t > SPEED_WINDOW_MS) {
+            self.samples.pop_front();
+        }
+    }
+
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes per second over the window; `None` before two samples a moment apart.
+    pub fn speed(&self) -> Option<f64> {
+        let (&(t0, b0), &(t1, b1)) = (self.samples.front()?, self.samples.back()?);
+        (t1 - t0 >= 1.0).then(|| (b1 - b0) as f64 * 1000.0 / (t1 - t0))
+    }
+
+    /// Seconds left at the current speed; `None` when unknown, 0 when done.
+    pub fn eta_seconds(&self) -> Option<f64> {
+        let left = self.total - self.done;
+        if left == 0 {
+            return Some(0.0);
+        }
+        self.speed().filter(|&speed| speed > 0.0).map(|speed| left as f64 / speed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_request_takes_the_cli_defaults() {
+        let request = parse_generate(r#"{"prompt": "a cat", "seed": 7}"#, 8).unwrap();
+        assert_eq!(request.seed, 7);
+        assert_eq!((request.params.steps, request.params.guidance), (40, 5.0));
+        assert_eq!((request.params.width, request.params.height), (1024, 1024));
+        assert_eq!(request.params.negative_prompt, None);
+        assert!(!request.refiner && !request.previews);
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let json = r#"{"prompt": "a", "negative_prompt": "b", "steps": 12, "guidance": 7.5, "width": 832,
+            "height": 1216, "seed": 18446744073709551615, "scheduler": "dpmpp-2m-karras", "refiner": true,
+            "refiner_start": 0.7, "long_prompt": "chunk", "previews": true}"#;
+        let request = parse_generate(json, 8).unwrap();
+        let p = &request.params;
+        assert_eq!((p.prompt.as_str(), p.negative_prompt.as_deref()), ("a", Some("b")));
+        assert_eq!((p.steps, p.guidance, p.width, p.height), (12, 7.5, 832, 1216));
+        assert_eq!((p.scheduler, p.refiner_start, p.long_prompt), (SchedulerKind::DpmPp2MKarras, 0.7, LongPrompt::Chunk));
+        assert_eq!(request.seed, u64::MAX);
+        assert!(request.refiner && request.previews);
+    }
+
+    #[test]
+    fn bad_requests_are_clear_errors() {
+        for (json, expected) in [
+            (r#"{"seed": 1}"#, "missing field `prompt`"),
+            (r#"{"prompt": "a"}"#, "missing field `seed`"),
+            (r#"{"prompt": "a", "seed": -1}"#, "invalid value"),
+            (r#"{"prompt": "a", "seed": 1, "sampler": "euler"}"#, "unknown field `sampler`"),
+            (r#"{"prompt": "a", "seed": 1, "scheduler": "lms"}"#, "unknown scheduler \"lms\""),
+            (r#"{"prompt": "a", "seed": 1, "width": 1001}"#, "1001 is not a positive multiple of 8"),
+            (r#"{"prompt": "a", "seed": 1, "steps": 0}"#, "at least 1 step"),
+            (r#"{"prompt": "a", "seed": 1, "refiner_start": 1.0}"#, "not inside (0, 1)"),
+            (r#"{"prompt": "a", "seed": 1, "long_prompt": "wrap"}"#, "not one of truncate, chunk"),
+            ("not json", "expected ident"),
+        ] {
+            let error = parse_generate(json, 8).unwrap_err().to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+    }
+
+    #[test]
+    fn transfer_speed_and_eta() {
+        let mut transfer = Transfer::new(100_000, 2_000, 0.0);
+        assert_eq!((transfer.speed(), transfer.eta_seconds()), (None, None));
+        transfer.advance(1_000, 1000.0);
+        transfer.advance(1_000, 2000.0);
+        assert_eq!(transfer.done(), 4_000);
+        assert_eq!(transfer.speed(), Some(1_000.0));
+        assert_eq!(transfer.eta_seconds(), Some(96.0));
+        // Only the last 5 s count: a faster stretch shows at once.
+        for second in 3..=8 {
+            transfer.advance(500 * second, second as f64 * 1000.0);
+        }
+        let speed = transfer.speed().unwrap();
+        assert!((speed - 3_000.0).abs() < 1.0, "{speed}");
+        transfer.advance(u64::MAX / 2, 9000.0);
+        assert_eq!((transfer.done(), transfer.eta_seconds()), (100_000, Some(0.0)));
+    }
+}

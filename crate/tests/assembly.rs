@@ -1,0 +1,110 @@
+//! The browser's way of loading a model (`pipeline::assembly`), run natively on the bundled demo
+//! model: files handed over one at a time give the same pipeline as reading the folder, and
+//! every bad file is a clear error that leaves the assembly usable.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use sdxl_web::error::Error;
+use sdxl_web::pipeline::assembly::{Assembly, Role};
+use sdxl_web::pipeline::preview::Preview;
+use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
+
+fn demo(role: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/demo-model").join(role)
+}
+
+fn open(dir: &Path, role: Role) -> Assembly {
+    let manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    Assembly::new(&manifest, "https://example.org/model", role, &Device::flex()).unwrap()
+}
+
+fn add_all(assembly: &mut Assembly, dir: &Path) {
+    for file in assembly.needed().to_vec() {
+        assembly.add(&file.path, &std::fs::read(dir.join(&file.path)).unwrap()).unwrap();
+    }
+}
+
+struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&mut self, _: Stage, _: usize, _: usize, _: Option<Preview>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+fn params() -> GenerateParams {
+    let mut params = GenerateParams::new("a lighthouse at dusk");
+    (params.steps, params.width, params.height) = (4, 64, 64);
+    params
+}
+
+#[test]
+fn files_handed_over_one_by_one_give_the_folders_pipeline() {
+    let device = Device::flex();
+    let mut base = open(&demo("base"), Role::Base);
+    let mut refiner = open(&demo("refiner"), Role::Refiner);
+    // The base needs its tokenizers, scheduler and four networks; the refiner only its UNet.
+    let components = |a: &Assembly| a.needed().iter().filter_map(|f| f.component.clone()).collect::<Vec<_>>();
+    assert_eq!(components(&base), ["text_encoder", "text_encoder_2", "unet", "vae"]);
+    assert_eq!(components(&refiner), ["unet"]);
+    assert_eq!(base.needed().iter().filter(|f| f.path.starts_with("tokenizer")).count(), 8);
+    assert_eq!(base.total_bytes(), base.needed().iter().map(|f| f.size).sum::<u64>());
+    add_all(&mut base, &demo("base"));
+    add_all(&mut refiner, &demo("refiner"));
+    let (base, refiner) = (base.into_base().unwrap(), refiner.into_refiner().unwrap());
+
+    let folder_base = Base::from_folder(&demo("base"), &device).unwrap();
+    let folder_refiner = Refiner::from_folder(&demo("refiner"), &device).unwrap();
+    let run = |base: &Base, refiner: &Refiner| {
+        let params = params();
+        let noise = Noise::from_seed(42, base.latent_shape(&params), &device);
+        base.denoise(Some(refiner), &params, noise, &device, &mut Quiet).unwrap().into_data()
+    };
+    let ours = run(&base, &refiner).try_to_vec::<f32>().unwrap();
+    assert_eq!(ours, run(&folder_base, &folder_refiner).try_to_vec::<f32>().unwrap());
+    assert!(ours.iter().any(|v| *v != 0.0));
+}
+
+#[test]
+fn a_corrupt_file_is_an_integrity_error_and_the_good_one_still_loads() {
+    let dir = demo("refiner");
+    let mut refiner = open(&dir, Role::Refiner);
+    let shard = refiner.needed()[0].path.clone();
+    let good = std::fs::read(dir.join(&shard)).unwrap();
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 1;
+    for bad in [flipped, good[..good.len() - 1].to_vec()] {
+        match refiner.add(&shard, &bad) {
+            Err(Error::Integrity(message)) => assert!(message.contains(&shard), "{message}"),
+            other => panic!("expected an integrity error, got {other:?}"),
+        }
+    }
+    refiner.add(&shard, &good).unwrap();
+    refiner.into_refiner().unwrap();
+
+    let mut base = open(&demo("base"), Role::Base);
+    match base.add("tokenizer/vocab.json", b"{}") {
+        Err(Error::Integrity(message)) => assert!(message.contains("tokenizer/vocab.json: 2 bytes"), "{message}"),
+        other => panic!("expected an integrity error, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_roles_unknown_files_and_missing_files_are_clear_errors() {
+    let manifest = std::fs::read(demo("refiner").join("manifest.json")).unwrap();
+    let error = Assembly::new(&manifest, "https://example.org/refiner", Role::Base, &Device::flex()).err().unwrap();
+    assert!(error.to_string().contains("a base model must be a StableDiffusionXLPipeline"), "{error}");
+    let error = Assembly::new(b"{\"format\": 1}", "https://example.org/x", Role::Base, &Device::flex()).err().unwrap();
+    assert!(error.to_string().contains("https://example.org/x/manifest.json"), "{error}");
+
+    let mut base = open(&demo("base"), Role::Base);
+    let error = base.add("unet-99999.bin", b"").unwrap_err().to_string();
+    assert!(error.contains("lists no needed file unet-99999.bin"), "{error}");
+    base.add("scheduler/scheduler_config.json", &std::fs::read(demo("base").join("scheduler/scheduler_config.json")).unwrap())
+        .unwrap();
+    assert!(!base.is_complete());
+    let error = base.into_base().err().unwrap().to_string();
+    assert!(error.contains("file(s) not loaded yet"), "{error}");
+}
