@@ -1,5 +1,9 @@
 // A static file server for the site (the repository root), sending the right MIME types,
-// application/wasm included. `node web/serve.mjs [port]`; tests import `serve`.
+// application/wasm included, and honouring `Range: bytes=N-` as static hosts do (resumed
+// downloads). `node web/serve.mjs [port]`; tests import `serve` and may pass `hooks`:
+//   onRequest({ path, range }) — sees every request;
+//   body(path, bytes) → bytes — rewrites what a file serves (e.g. a corrupted shard);
+//   cutAfter(path, range) → number | null — sends that many bytes, then drops the connection.
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { extname, join, normalize, resolve } from 'node:path';
@@ -14,27 +18,48 @@ const TYPES = {
   '.wasm': 'application/wasm',
   '.css': 'text/css; charset=utf-8',
   '.png': 'image/png',
+  '.txt': 'text/plain; charset=utf-8',
 };
 
 /** Serves the site on 127.0.0.1:`port` (0: any free port); resolves to the listening server. */
-export function serve(port = 0) {
+export function serve(port = 0, hooks = {}) {
   const server = createServer(async (request, response) => {
     const path = decodeURIComponent(new URL(request.url, 'http://localhost').pathname);
     const file = join(ROOT, normalize(path.endsWith('/') ? path + 'index.html' : path));
+    const range = request.headers.range ?? null;
+    hooks.onRequest?.({ path, range });
     if (!file.startsWith(ROOT)) {
       response.writeHead(403).end();
       return;
     }
+    let body;
     try {
-      const body = await readFile(file);
-      response.writeHead(200, {
-        'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
-        'Cache-Control': 'no-cache',
-      });
-      response.end(body);
+      body = await readFile(file);
     } catch {
       response.writeHead(404).end('not found');
+      return;
     }
+    body = hooks.body?.(path, body) ?? body;
+    const headers = {
+      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'Cache-Control': 'no-cache',
+      'Accept-Ranges': 'bytes',
+    };
+    let status = 200;
+    const start = Number(/^bytes=(\d+)-$/.exec(range ?? '')?.[1] ?? 0);
+    if (range && start > 0 && start < body.length) {
+      status = 206;
+      headers['Content-Range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
+      body = body.subarray(start);
+    }
+    headers['Content-Length'] = body.length;
+    const cut = hooks.cutAfter?.(path, range);
+    response.writeHead(status, headers);
+    if (cut != null && cut < body.length) {
+      response.write(body.subarray(0, cut), () => setTimeout(() => response.destroy(), 50));
+      return;
+    }
+    response.end(body);
   });
   return new Promise((done) => server.listen(port, '127.0.0.1', () => done(server)));
 }

@@ -28,7 +28,7 @@ before(async () => {
   page = await browser.newPage();
   page.on('console', (message) => logs.push(`[console.${message.type()}] ${message.text()}`));
   page.on('pageerror', (error) => logs.push(`[pageerror] ${error.message}`));
-  await page.goto(`http://127.0.0.1:${server.address().port}/index.html`);
+  await page.goto(`http://127.0.0.1:${server.address().port}/web/ops-check.html`);
 });
 
 after(async () => {

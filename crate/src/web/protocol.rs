@@ -1,7 +1,8 @@
 //! The messages between the page's worker and the wasm module, as JSON: a generation request
 //! (the parameters of `sdxl generate`), and the bookkeeping of a download (bytes, speed, ETA).
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 use crate::pipeline::GenerateParams;
@@ -18,6 +19,7 @@ struct Request {
     guidance: Option<f64>,
     width: Option<usize>,
     height: Option<usize>,
+    #[serde(deserialize_with = "seed")]
     seed: u64,
     scheduler: Option<String>,
     /// Whether the refiner (when one is loaded) takes over at `refiner_start`.
@@ -28,6 +30,17 @@ struct Request {
     /// Whether each step reports a preview.
     #[serde(default)]
     previews: bool,
+}
+
+/// A seed: a JSON number, or a decimal string (JavaScript numbers stop at 2^53).
+fn seed<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    let seed = match &value {
+        serde_json::Value::Number(number) => number.as_u64(),
+        serde_json::Value::String(text) => text.parse().ok(),
+        _ => None,
+    };
+    seed.ok_or_else(|| D::Error::custom(format!("seed {value} is not a whole number from 0 to {}", u64::MAX)))
 }
 
 /// A checked request.
@@ -121,6 +134,7 @@ mod tests {
     fn a_minimal_request_takes_the_cli_defaults() {
         let request = parse_generate(r#"{"prompt": "a cat", "seed": 7}"#, 8).unwrap();
         assert_eq!(request.seed, 7);
+        assert_eq!(parse_generate(r#"{"prompt": "a cat", "seed": "7"}"#, 8).unwrap().seed, 7);
         assert_eq!((request.params.steps, request.params.guidance), (40, 5.0));
         assert_eq!((request.params.width, request.params.height), (1024, 1024));
         assert_eq!(request.params.negative_prompt, None);
@@ -130,7 +144,7 @@ mod tests {
     #[test]
     fn every_field_is_read() {
         let json = r#"{"prompt": "a", "negative_prompt": "b", "steps": 12, "guidance": 7.5, "width": 832,
-            "height": 1216, "seed": 18446744073709551615, "scheduler": "dpmpp-2m-karras", "refiner": true,
+            "height": 1216, "seed": "18446744073709551615", "scheduler": "dpmpp-2m-karras", "refiner": true,
             "refiner_start": 0.7, "long_prompt": "chunk", "previews": true}"#;
         let request = parse_generate(json, 8).unwrap();
         let p = &request.params;
@@ -146,7 +160,9 @@ mod tests {
         for (json, expected) in [
             (r#"{"seed": 1}"#, "missing field `prompt`"),
             (r#"{"prompt": "a"}"#, "missing field `seed`"),
-            (r#"{"prompt": "a", "seed": -1}"#, "invalid value"),
+            (r#"{"prompt": "a", "seed": -1}"#, "seed -1 is not a whole number"),
+            (r#"{"prompt": "a", "seed": "18446744073709551616"}"#, "is not a whole number from 0 to 18446744073709551615"),
+            (r#"{"prompt": "a", "seed": 1.5}"#, "seed 1.5 is not"),
             (r#"{"prompt": "a", "seed": 1, "sampler": "euler"}"#, "unknown field `sampler`"),
             (r#"{"prompt": "a", "seed": 1, "scheduler": "lms"}"#, "unknown scheduler \"lms\""),
             (r#"{"prompt": "a", "seed": 1, "width": 1001}"#, "1001 is not a positive multiple of 8"),

@@ -1,4 +1,4 @@
-// The page's shell: loads the wasm, starts burn on WebGPU, shows the adapter, runs the ops check.
+// The ops check page (web/ops-check.html): loads the wasm, starts burn on WebGPU, shows the adapter, runs the ops check.
 // `window.sdxl` resolves to { gpu, adapter, opsCheck() } once ready (the browser tests use it).
 import init, { Gpu } from './pkg/sdxl_web.js';
 

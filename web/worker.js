@@ -1,0 +1,176 @@
+// The Web Worker that owns the GPU: burn on WebGPU, model loading (Cache Storage first, the
+// network otherwise) and generation, so the page never freezes. It talks to the page by
+// messages (see PROTOCOL in app.js):
+//   in:  init · load {base, refiner, confirm} · download · generate {request} · cancel · release · clear-cache
+//   out: ready {adapter} · plan {...} · download {done, total, speed, eta} · loaded {...} · step {...}
+//        image {...} · cancelled · released · cache-cleared · warning {message} · error {kind, message}
+import init, { Gpu, ModelLoader, Pipeline, Download } from './pkg/sdxl_web.js';
+import * as store from './store.js';
+
+let gpu = null;
+let pipeline = null;
+let pending = null; // loaders waiting for the download to be confirmed
+let cancelRequested = false;
+
+const post = (type, data = {}, transfer = []) => self.postMessage({ type, ...data }, transfer);
+
+async function estimate() {
+  const { usage = 0, quota = 0 } = (await navigator.storage?.estimate?.()) ?? {};
+  return { usage, quota };
+}
+
+/** `…/model/` or `…/model/manifest.json` → the manifest's absolute URL. */
+function manifestUrl(address) {
+  const url = new URL(address, self.location.href);
+  if (!url.pathname.endsWith('.json')) url.pathname = url.pathname.replace(/\/?$/, '/manifest.json');
+  return url.href;
+}
+
+async function fetchManifest(url) {
+  let response;
+  try {
+    response = await fetch(url, { cache: 'no-cache' });
+  } catch (error) {
+    throw store.failure('network', `The manifest ${url} is unreachable (${error.message}). Check the address; a model on another site must allow cross-origin requests (CORS).`);
+  }
+  if (!response.ok) throw store.failure('network', `The manifest ${url} is unreachable: HTTP ${response.status} ${response.statusText}.`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+const handlers = {
+  async init() {
+    await init();
+    if (!navigator.gpu) throw store.failure('no-webgpu', 'This browser has no WebGPU (navigator.gpu is missing).');
+    try {
+      gpu = await Gpu.init();
+    } catch (error) {
+      throw store.failure('no-webgpu', String(error.message ?? error));
+    }
+    post('ready', { adapter: gpu.adapter() });
+  },
+
+  async load({ base, refiner, confirm }) {
+    pipeline?.free();
+    pipeline = null;
+    pending = null;
+    const models = [['base', base], ...(refiner ? [['refiner', refiner]] : [])];
+    const loaders = [];
+    const files = [];
+    for (const [role, address] of models) {
+      const url = manifestUrl(address);
+      const loader = new ModelLoader(gpu, await fetchManifest(url), url, role);
+      loaders.push([role, loader]);
+      for (const file of JSON.parse(loader.needed())) {
+        files.push({ ...file, role, loader, url: new URL(file.path, url).href });
+      }
+    }
+    let cachedBytes = 0;
+    for (const file of files) {
+      file.cached = await store.has(file.url);
+      if (file.cached) cachedBytes += file.size;
+    }
+    const total = files.reduce((sum, file) => sum + file.size, 0);
+    pending = { loaders, files, total, cachedBytes };
+    post('plan', { total, cachedBytes, files: files.length, estimate: await estimate() });
+    if (confirm || cachedBytes === total) await handlers.download();
+  },
+
+  async download() {
+    if (!pending) throw store.failure('input', 'Nothing to download: load a model first.');
+    const { loaders, files, total, cachedBytes } = pending;
+    if (cachedBytes < total) await navigator.storage?.persist?.();
+    const transfer = new Download(total, cachedBytes, performance.now());
+    let last = 0;
+    const report = (force) => {
+      const now = performance.now();
+      if (!force && now - last < 100) return;
+      last = now;
+      post('download', { done: transfer.done, total: transfer.total, speed: transfer.speed, eta: transfer.eta });
+    };
+    let fetched = 0;
+    for (const file of files) {
+      if (file.cached) {
+        const bytes = await store.cached(file.url);
+        try {
+          if (!bytes) throw store.failure('integrity', `${file.url} left the cache`);
+          file.loader.add(file.path, bytes);
+          continue;
+        } catch (error) {
+          if (error.kind !== 'integrity') throw error;
+          await store.evict(file.url);
+          post('warning', { message: `The cached copy of ${file.path} was damaged (${error.message}); downloading it again.` });
+        }
+      }
+      const bytes = await store.download(file.url, file.size, (n) => {
+        transfer.advance(n, performance.now());
+        report(false);
+      });
+      fetched += 1;
+      try {
+        file.loader.add(file.path, bytes);
+      } catch (error) {
+        if (error.kind === 'integrity') {
+          throw store.failure('integrity', `${file.url} does not match its manifest: ${error.message}. The model on the server is damaged or was replaced; it was not cached.`);
+        }
+        throw error;
+      }
+      try {
+        await store.keep(file.url, bytes);
+      } catch (error) {
+        post('warning', { message: error.message });
+      }
+    }
+    report(true);
+    const [base, refiner] = [loaders.find(([role]) => role === 'base')[1], loaders.find(([role]) => role === 'refiner')?.[1]];
+    pending = null;
+    pipeline = new Pipeline(gpu, base, refiner);
+    post('loaded', { hasRefiner: pipeline.hasRefiner, fetched, files: files.length, estimate: await estimate() });
+  },
+
+  async generate({ request }) {
+    if (!pipeline) throw store.failure('input', 'No model is loaded yet.');
+    cancelRequested = false;
+    const started = performance.now();
+    try {
+      const result = await pipeline.generate(JSON.stringify(request), async (step) => {
+        post('step', step, step.preview ? [step.preview.rgba.buffer] : []);
+        // Let the worker take messages (a cancel) between steps.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        return !cancelRequested;
+      });
+      post('image', { ...result, request, seconds: (performance.now() - started) / 1000 }, [result.rgba.buffer, result.png.buffer]);
+    } catch (error) {
+      if (error.kind === 'cancelled') post('cancelled');
+      else throw error;
+    }
+  },
+
+  cancel() {
+    cancelRequested = true;
+  },
+
+  release() {
+    pipeline?.free();
+    pipeline = null;
+    post('released');
+  },
+
+  async 'clear-cache'() {
+    await store.clear();
+    post('cache-cleared', { estimate: await estimate() });
+  },
+};
+
+self.onmessage = async ({ data }) => {
+  try {
+    await handlers[data.type](data);
+  } catch (error) {
+    // A wasm trap (a panic, a lost device) leaves the module unusable: the page restarts us.
+    const crashed = error instanceof WebAssembly.RuntimeError;
+    post('error', {
+      kind: crashed ? 'crashed' : (error?.kind ?? 'internal'),
+      message: String(error?.message ?? error),
+      during: data.type,
+    });
+  }
+};
