@@ -1,11 +1,11 @@
 // Model files in the browser's Cache Storage, keyed by their URL, and their download: a
-// download cut short keeps what arrived (under `URL#partial`) and resumes from there with an
-// HTTP Range request where the server allows it. What goes into the cache was checked against
+// download cut short keeps what arrived (in a second cache, so a partial file never passes
+// for a whole one) and resumes from there with an HTTP Range request where the server allows it. What goes into the cache was checked against
 // the manifest first (the worker does that), so a cached file is only ever re-checked, never
 // trusted blindly.
 
 const CACHE = 'sdxl-web-models-v1';
-const partialKey = (url) => `${url}#partial`;
+const PARTIAL = 'sdxl-web-partial-v1';
 
 /** An Error with a `kind` the page turns into advice. */
 export function failure(kind, message) {
@@ -13,6 +13,7 @@ export function failure(kind, message) {
 }
 
 const open = () => caches.open(CACHE);
+const openPartial = () => caches.open(PARTIAL);
 
 /** The cached bytes of `url`, or null. */
 export async function cached(url) {
@@ -38,19 +39,14 @@ export async function keep(url, bytes) {
 }
 
 export async function evict(url) {
-  const cache = await open();
-  await cache.delete(url);
-  await cache.delete(partialKey(url));
+  await (await open()).delete(url);
+  await (await openPartial()).delete(url);
 }
 
-/** Deletes every cached model file. */
+/** Deletes every cached model file, whole or partial. */
 export async function clear() {
   await caches.delete(CACHE);
-}
-
-/** The URLs in the cache (partial downloads end in `#partial`). */
-export async function keys() {
-  return (await (await open()).keys()).map((request) => request.url);
+  await caches.delete(PARTIAL);
 }
 
 function rangeStart(response) {
@@ -63,9 +59,9 @@ function rangeStart(response) {
  * from an earlier interrupted attempt). Resolves to the bytes; they are not checked here.
  */
 export async function download(url, size, onBytes) {
-  const cache = await open();
+  const partial = await openPartial();
   let head = null;
-  const saved = await cache.match(partialKey(url));
+  const saved = await partial.match(url);
   if (saved) {
     head = new Uint8Array(await saved.arrayBuffer());
     if (head.length === 0 || head.length >= size) head = null;
@@ -101,9 +97,9 @@ export async function download(url, size, onBytes) {
     if (offset !== size) throw new Error(`the server sent ${offset} of ${size} bytes`);
   } catch (error) {
     if (error.kind) throw error;
-    if (offset > 0) await cache.put(partialKey(url), new Response(body.slice(0, offset))).catch(() => {});
+    if (offset > 0) await partial.put(url, new Response(body.slice(0, offset))).catch(() => {});
     throw failure('network', `The download of ${url} was interrupted after ${offset} of ${size} bytes (${error.message}). Load again to resume.`);
   }
-  await cache.delete(partialKey(url));
+  await partial.delete(url);
   return body;
 }

@@ -1,4 +1,5 @@
-//! The ops check graph on burn's wgpu backend (Vulkan; lavapipe on CI) against its CPU backend.
+//! The ops check graph on burn's wgpu backend (Vulkan; lavapipe on CI) against its CPU backend,
+//! and the committed CPU values the browser's wasm test compares WebGPU with.
 #![cfg(not(target_arch = "wasm32"))]
 
 use burn::tensor::{Device, DeviceKind, try_read_sync};
@@ -32,5 +33,19 @@ fn wgpu_matches_cpu() {
             "{}: wgpu differs from cpu, relative L2 {error:.2e}",
             want.name
         );
+    }
+}
+
+/// `tests/fixtures/ops_check.json` (written by `cargo run --example ops_check -- --device cpu`)
+/// holds what the CPU backend computes now.
+#[test]
+fn the_fixture_is_the_cpu_run() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/ops_check.json");
+    let fixture: std::collections::BTreeMap<String, Vec<f32>> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cpu = stages(&Device::flex());
+    assert_eq!(fixture.len(), cpu.len());
+    for stage in &cpu {
+        assert_eq!(fixture[stage.name], stage.values, "{}: regenerate {path}", stage.name);
     }
 }

@@ -1,30 +1,31 @@
-//! The ops check graph on the browser's WebGPU against burn's CPU backend (flex), both inside
-//! headless Chromium: `cargo test --target wasm32-unknown-unknown` or `wasm-pack test`.
+//! The wasm side in headless Chromium (WebGPU on SwiftShader): `cargo test --target
+//! wasm32-unknown-unknown --test web` or `wasm-pack test` (see the README).
 #![cfg(target_arch = "wasm32")]
 
 use burn::tensor::Device;
+use sdxl_web::error::Error;
 use sdxl_web::ops_check::{relative_l2, run};
+use sdxl_web::pipeline::assembly::{Assembly, Role};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+async fn webgpu() -> Device {
+    Device::wgpu_options().init_async().await.expect("a WebGPU adapter")
+}
+
+/// The ops check graph on WebGPU equals the CPU backend's values (committed natively, kept
+/// current by `crate/tests/ops_check.rs`).
 #[wasm_bindgen_test]
-async fn webgpu_matches_cpu() {
-    let gpu = Device::wgpu_options()
-        .init_async()
-        .await
-        .expect("a WebGPU adapter");
-    let got = run(&gpu).await.expect("the graph runs on WebGPU");
-    let want = run(&Device::flex()).await.expect("the graph runs on flex");
+async fn webgpu_matches_the_native_cpu_values() {
+    let want: std::collections::BTreeMap<String, Vec<f32>> =
+        serde_json::from_str(include_str!("../../tests/fixtures/ops_check.json")).unwrap();
+    let got = run(&webgpu().await).await.expect("the graph runs on WebGPU");
     assert_eq!(got.len(), want.len());
-    for (got, want) in got.iter().zip(&want) {
-        let error = relative_l2(&got.values, &want.values);
-        wasm_bindgen_test::console_log!("{:<16} relative L2 {error:.2e}", want.name);
-        assert!(
-            error <= 1e-4,
-            "{}: WebGPU differs from flex, relative L2 {error:.2e}",
-            want.name
-        );
+    for stage in &got {
+        let error = relative_l2(&stage.values, &want[stage.name]);
+        wasm_bindgen_test::console_log!("{:<16} relative L2 {error:.2e}", stage.name);
+        assert!(error <= 1e-4, "{}: WebGPU differs from the CPU backend, relative L2 {error:.2e}", stage.name);
     }
 }
 
@@ -39,4 +40,21 @@ fn seeded_noise_equals_the_native_values() {
     let seed_max: [f32; 8] =
         [0.40389818, -0.24716993, -1.5578115, 0.7785845, 0.37761974, -0.74491614, -0.0030864829, 0.34378263];
     assert_eq!(NoiseGenerator::new(u64::MAX).values(8), seed_max);
+}
+
+/// The shard loader in wasm32 on WebGPU: the demo refiner, file by file, with a corrupt copy
+/// refused first (and the assembly still usable after it).
+#[wasm_bindgen_test]
+async fn the_demo_refiner_loads_file_by_file_on_webgpu() {
+    let device = webgpu().await;
+    let manifest = include_bytes!("../../web/demo-model/refiner/manifest.json");
+    let shard = include_bytes!("../../web/demo-model/refiner/unet-00000.bin");
+    let mut refiner = Assembly::new(manifest, "https://example.org/refiner", Role::Refiner, &device).unwrap();
+    let needed: Vec<String> = refiner.needed().iter().map(|f| f.path.clone()).collect();
+    assert_eq!(needed, ["unet-00000.bin"]);
+    let mut corrupt = shard.to_vec();
+    corrupt[100] ^= 0x40;
+    assert!(matches!(refiner.add("unet-00000.bin", &corrupt), Err(Error::Integrity(_))));
+    refiner.add("unet-00000.bin", shard).unwrap();
+    refiner.into_refiner().unwrap();
 }

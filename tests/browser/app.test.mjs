@@ -1,0 +1,214 @@
+// The app end to end in headless Chromium (WebGPU on SwiftShader) with the bundled demo model:
+// an image equal to native `sdxl generate`, cancel, reload without refetching, a corrupted shard
+// refused, an interrupted download resumed, and the message a browser without WebGPU shows.
+// Needs the web build (.ci/build-web) and the native CLI (cargo); `npm test` in this folder.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { serve } from '../../web/serve.mjs';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const ARTIFACTS = fileURLToPath(new URL('artifacts/', import.meta.url));
+const WEBGPU_ARGS = [
+  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader',
+  '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader',
+];
+const BASE_ARGS = [
+  '--no-sandbox', '--disable-background-networking', '--disable-component-update',
+  '--disable-sync', '--disable-quic', '--no-first-run',
+];
+// The page's 8-bit image against native f32 pixels × 255: both round the same numbers, so
+// only values within float noise of a rounding boundary may differ, by one level.
+const MAX_LEVEL_DIFFERENCE = 1;
+const MAX_DIFFERING_FRACTION = 0.01;
+
+const requests = [];
+let hooks = {};
+let server, browser, base;
+const logs = [];
+mkdirSync(ARTIFACTS, { recursive: true });
+
+before(async () => {
+  server = await serve(0, {
+    onRequest: (request) => requests.push(request),
+    body: (path, bytes) => hooks.body?.(path, bytes),
+    cutAfter: (path, range) => hooks.cutAfter?.(path, range),
+  });
+  base = `http://127.0.0.1:${server.address().port}`;
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: [...WEBGPU_ARGS, ...BASE_ARGS] });
+});
+
+after(async () => {
+  if (logs.length) console.log(logs.join('\n'));
+  await browser?.close();
+  server?.close();
+});
+
+/** A page in a fresh browser context (its own, empty Cache Storage). */
+async function openApp(query = '', context = null) {
+  context ??= await browser.newContext();
+  const page = await context.newPage();
+  page.on('console', (message) => logs.push(`[console.${message.type()}] ${message.text()}`));
+  page.on('pageerror', (error) => logs.push(`[pageerror] ${error.message}`));
+  await page.goto(`${base}/index.html${query}`);
+  return { context, page };
+}
+
+const state = (page) => page.evaluate(() => ({ state: window.sdxlApp.state, status: document.getElementById('status').textContent, notice: document.getElementById('notice').textContent }));
+
+async function waitFor(page, states, timeout = 120_000) {
+  await page.waitForFunction((states) => states.includes(window.sdxlApp.state), states, { timeout });
+  return state(page);
+}
+
+async function setParams(page, { steps, seed, width = 64, height = 64, scheduler = 'euler', refiner = true }) {
+  await page.selectOption('#size', 'custom');
+  await page.fill('#width', String(width));
+  await page.fill('#height', String(height));
+  await page.fill('#steps', String(steps));
+  await page.fill('#seed', String(seed));
+  await page.fill('#prompt', 'a lighthouse on a cliff at dusk');
+  await page.fill('#negative', '');
+  await page.selectOption('#scheduler', scheduler);
+  await page.setChecked('#refiner', refiner);
+}
+
+/** Native `sdxl generate` on the demo model: f32 pixels [H, W, 3] from --out-tensor. */
+function nativeImage(args) {
+  const out = join(mkdtempSync(join(tmpdir(), 'sdxl-native-')), 'image.safetensors');
+  execFileSync('cargo', [
+    'run', '-q', '-p', 'sdxl-web', '--bin', 'sdxl', '--', 'generate',
+    '--model', 'web/demo-model/base', '--refiner', 'web/demo-model/refiner', '--device', 'cpu',
+    '--out-tensor', out, '--out', out.replace('.safetensors', '.png'), ...args,
+  ], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  const bytes = readFileSync(out);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString());
+  const [begin, end] = header.image.data_offsets;
+  const data = bytes.subarray(8 + headerLength + begin, 8 + headerLength + end);
+  return { shape: header.image.shape, pixels: new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length)) };
+}
+
+test('the image equals native sdxl generate; reload fetches no shard again; cancel stops mid-run', async () => {
+  const { context, page } = await openApp();
+  const loaded = await waitFor(page, ['ready', 'failed', 'no-webgpu', 'crashed']);
+  assert.equal(loaded.state, 'ready', JSON.stringify(loaded));
+
+  await setParams(page, { steps: 4, seed: 42 });
+  await page.click('#generate');
+  await waitFor(page, ['generating']);
+  const done = await waitFor(page, ['ready', 'failed', 'crashed'], 600_000);
+  assert.match(done.status, /^Done in/, JSON.stringify(done));
+  const result = await page.evaluate(() => {
+    const { width, height, rgba, seed, parameters } = window.sdxlApp.last;
+    return { width, height, rgba: Array.from(rgba), seed, parameters };
+  });
+  await page.screenshot({ path: `${ARTIFACTS}app-result.png`, fullPage: true });
+  assert.equal(result.seed, '42');
+  assert.match(result.parameters, /Steps: 4, Sampler: Euler, CFG scale: 5, Seed: 42, Size: 64x64, Refiner switch at: 0.8/);
+
+  const native = nativeImage(['--prompt', 'a lighthouse on a cliff at dusk', '--steps', '4', '--seed', '42', '--width', '64', '--height', '64']);
+  assert.deepEqual(native.shape, [64, 64, 3]);
+  let differing = 0, worst = 0;
+  for (let i = 0; i < 64 * 64; i++) {
+    for (let c = 0; c < 3; c++) {
+      const difference = Math.abs(result.rgba[4 * i + c] - Math.round(native.pixels[3 * i + c] * 255));
+      worst = Math.max(worst, difference);
+      if (difference) differing += 1;
+    }
+  }
+  const fraction = differing / (64 * 64 * 3);
+  console.log(`page vs native: ${differing} of ${64 * 64 * 3} channel values differ (at most ${worst} level(s))`);
+  assert.ok(worst <= MAX_LEVEL_DIFFERENCE && fraction <= MAX_DIFFERING_FRACTION, `worst ${worst}, fraction ${fraction}`);
+
+  // Reload: every file comes from the cache; the manifests are re-read, no shard is fetched.
+  const before = requests.length;
+  await page.reload();
+  const reloaded = await waitFor(page, ['ready', 'failed', 'crashed']);
+  assert.equal(reloaded.state, 'ready', JSON.stringify(reloaded));
+  const fetched = requests.slice(before).map((r) => r.path).filter((path) => path.includes('/demo-model/') && !path.endsWith('manifest.json'));
+  assert.deepEqual(fetched, [], 'files fetched again after a reload');
+  assert.match(reloaded.status, /14 of 14 files from the cache/);
+
+  // Cancel mid-run: many steps, cancelled after the first.
+  await setParams(page, { steps: 200, seed: 7, refiner: false });
+  await page.click('#generate');
+  await page.waitForFunction(() => Number(document.getElementById('progress').value) >= 1, null, { timeout: 300_000 });
+  await page.click('#cancel');
+  const cancelled = await waitFor(page, ['ready', 'failed', 'crashed'], 120_000);
+  assert.equal(cancelled.status, 'Cancelled.');
+  const progress = await page.evaluate(() => Number(document.getElementById('progress').value));
+  assert.ok(progress < 200, `ran ${progress} steps`);
+  assert.equal(await page.evaluate(() => window.sdxlApp.images.length), 0, 'a cancelled run added an image');
+  await page.screenshot({ path: `${ARTIFACTS}app-cancelled.png`, fullPage: true });
+  await context.close();
+});
+
+test('a corrupted shard on the server is refused with a clear message and not cached', async () => {
+  hooks = { body: (path, bytes) => (path.endsWith('demo-model/base/unet-00000.bin') ? Buffer.concat([Buffer.from([bytes[0] ^ 0xff]), bytes.subarray(1)]) : bytes) };
+  try {
+    const { context, page } = await openApp();
+    const failed = await waitFor(page, ['failed', 'ready', 'crashed']);
+    await page.screenshot({ path: `${ARTIFACTS}app-corrupt.png`, fullPage: true });
+    assert.equal(failed.state, 'failed', JSON.stringify(failed));
+    assert.match(failed.status, /unet-00000\.bin does not match its manifest/);
+    assert.match(failed.status, /SHA-256/);
+    const cached = await page.evaluate(async () => (await (await caches.open('sdxl-web-models-v1')).keys()).map((r) => r.url));
+    assert.ok(!cached.some((url) => url.endsWith('unet-00000.bin')), 'the corrupt shard was cached');
+    await context.close();
+  } finally {
+    hooks = {};
+  }
+});
+
+test('an interrupted download resumes with a Range request', async () => {
+  const shard = 'demo-model/base/unet-00000.bin';
+  const size = readFileSync(join(ROOT, 'web', shard)).length;
+  const half = Math.floor(size / 2);
+  let cut = false;
+  hooks = {
+    cutAfter: (path, range) => {
+      if (!path.endsWith(shard) || cut) return null;
+      cut = true;
+      return half;
+    },
+  };
+  try {
+    const { context, page } = await openApp();
+    const failed = await waitFor(page, ['failed', 'ready', 'crashed']);
+    assert.equal(failed.state, 'failed', JSON.stringify(failed));
+    assert.match(failed.status, /interrupted after \d+ of \d+ bytes/);
+    const kept = Number(/after (\d+) of/.exec(failed.status)[1]);
+    assert.ok(kept > 0 && kept < size, `kept ${kept}`);
+    const before = requests.length;
+    await page.click('#notice button'); // Try again
+    const loaded = await waitFor(page, ['ready', 'failed', 'crashed']);
+    assert.equal(loaded.state, 'ready', JSON.stringify(loaded));
+    const again = requests.slice(before).filter((r) => r.path.endsWith(shard));
+    assert.deepEqual(again.map((r) => r.range), [`bytes=${kept}-`], 'the shard was not resumed with one Range request');
+    const others = requests.slice(before).filter((r) => r.path.endsWith('.bin') && !r.path.endsWith(shard));
+    assert.ok(others.every((r) => !/text_encoder(_2)?-/.test(r.path)), 'shards finished before the cut were fetched again');
+    await context.close();
+  } finally {
+    hooks = {};
+  }
+});
+
+test('a browser without WebGPU shows what to do', async () => {
+  const plain = await chromium.launch({ executablePath: '/usr/bin/chromium', args: BASE_ARGS });
+  try {
+    const page = await plain.newPage();
+    await page.goto(`${base}/index.html`);
+    const shown = await waitFor(page, ['no-webgpu', 'ready', 'failed', 'crashed'], 60_000);
+    await page.screenshot({ path: `${ARTIFACTS}app-no-webgpu.png`, fullPage: true });
+    assert.equal(shown.state, 'no-webgpu', JSON.stringify(shown));
+    assert.match(shown.notice, /This browser offers no WebGPU\. Use a current Chrome or Edge/);
+  } finally {
+    await plain.close();
+  }
+});
