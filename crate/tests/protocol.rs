@@ -1,12 +1,10 @@
 //! The worker's messages to the wasm module (`web::protocol`): generation requests and download
-//! bookkeeping. Runs natively and, with `--target wasm32-unknown-unknown`, in headless Chromium.
+//! bookkeeping. Runs natively, and in headless Chromium as a module of `tests/web.rs` (one wasm
+//! test binary: each costs a fat-LTO link).
 
 use sdxl_web::pipeline::conditioning::LongPrompt;
 use sdxl_web::schedulers::SchedulerKind;
 use sdxl_web::web::protocol::{Transfer, parse_generate};
-
-#[cfg(target_arch = "wasm32")]
-wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]

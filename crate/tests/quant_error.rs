@@ -78,3 +78,25 @@ fn tiny_fixture_weights() {
         assert!(worst <= 2.0 * bound, "{dtype}: worst {worst:.3e} > {:e}", 2.0 * bound);
     }
 }
+
+/// The loader expands q8/q4 on the device; its values equal the host reference bit for bit, on
+/// the CPU backend and on wgpu, for rows that are not a whole number of blocks and q4 tensors
+/// with an odd number of values.
+#[test]
+fn device_dequantization_equals_the_host_decoding() {
+    use burn::tensor::{Device, DeviceKind};
+    for device in [Device::flex(), Device::wgpu(DeviceKind::DefaultDevice)] {
+        for shape in [vec![64, 320], vec![7, 45], vec![5, 3, 3, 3], vec![1280, 5120]] {
+            let values = gaussian(shape.iter().product());
+            for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
+                for block in [DEFAULT_BLOCK_SIZE, 64] {
+                    let stored = quant::encode(dtype, &values, &shape, Some(block)).unwrap();
+                    let host = quant::decode(dtype, &stored, &shape, Some(block)).unwrap();
+                    let on_device = quant::dequantize_on(dtype, &stored, &shape, Some(block), &device).unwrap();
+                    let on_device = on_device.into_data().try_into_vec::<f32>().unwrap();
+                    assert!(on_device == host, "{dtype} {shape:?} block {block} on {device:?} differs from the host");
+                }
+            }
+        }
+    }
+}

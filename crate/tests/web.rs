@@ -10,8 +10,23 @@ use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
+/// The worker protocol's tests (natively, `tests/protocol.rs` on its own).
+#[path = "protocol.rs"]
+mod protocol;
+
+thread_local! {
+    static WEBGPU: std::cell::OnceCell<Device> = const { std::cell::OnceCell::new() };
+}
+
+/// burn on the browser's WebGPU, initialized once per test binary (a second registration of
+/// the same device fails).
 async fn webgpu() -> Device {
-    Device::wgpu_options().init_async().await.expect("a WebGPU adapter")
+    if let Some(device) = WEBGPU.with(|cell| cell.get().cloned()) {
+        return device;
+    }
+    let device = Device::wgpu_options().init_async().await.expect("a WebGPU adapter");
+    WEBGPU.with(|cell| cell.set(device.clone()).expect("initialized once"));
+    device
 }
 
 /// The ops check graph on WebGPU equals the CPU backend's values (committed natively, kept

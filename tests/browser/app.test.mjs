@@ -212,3 +212,34 @@ test('a browser without WebGPU shows what to do', async () => {
     await plain.close();
   }
 });
+
+test('a damaged cached file is fetched again; clearing the cache empties it; an unreachable manifest says why', async () => {
+  const { context, page } = await openApp();
+  assert.equal((await waitFor(page, ['ready', 'failed', 'crashed'])).state, 'ready');
+  const shard = 'demo-model/base/vae-00000.bin';
+  await page.evaluate(async (url) => {
+    const cache = await caches.open('sdxl-web-models-v1');
+    await cache.put(url, new Response(new Uint8Array([1, 2, 3])));
+  }, `${base}/web/${shard}`);
+  const before = requests.length;
+  await page.reload();
+  const reloaded = await waitFor(page, ['ready', 'failed', 'crashed']);
+  assert.equal(reloaded.state, 'ready', JSON.stringify(reloaded));
+  assert.match(reloaded.notice, /cached copy of vae-00000\.bin was damaged/);
+  const fetched = requests.slice(before).map((r) => r.path).filter((path) => path.endsWith('.bin'));
+  assert.deepEqual(fetched, [`/web/${shard}`]);
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: `${ARTIFACTS}app-phone.png`, fullPage: true });
+  await page.click('#model-panel summary');
+  await page.click('#clear-cache');
+  await page.waitForFunction(() => window.sdxlApp.events.includes('cache-cleared'));
+  const left = await page.evaluate(async () => (await caches.keys()).length);
+  assert.equal(left, 0, 'caches left after clearing');
+
+  await page.goto(`${base}/index.html?model=http://127.0.0.1:9/nothing/`);
+  const failed = await waitFor(page, ['failed', 'ready', 'crashed']);
+  assert.equal(failed.state, 'failed');
+  assert.match(failed.status, /manifest http:\/\/127\.0\.0\.1:9\/nothing\/manifest\.json is unreachable.*CORS/);
+  await context.close();
+});

@@ -68,6 +68,34 @@ pub trait TensorSource {
     fn names(&self) -> Vec<String>;
     /// The tensor as f32 data in its checkpoint layout, or `None` when absent.
     fn read(&self, name: &str) -> Result<Option<TensorData>>;
+    /// The tensor for `device`: sources whose stored form is smaller than f32 (quantized
+    /// shards) override this to expand it on the device.
+    fn read_for(&self, name: &str, _device: &Device) -> Result<Option<Stored>> {
+        Ok(self.read(name)?.map(Stored::Host))
+    }
+}
+
+/// A tensor read for loading: f32 data on the host, or already on the device (flattened, with
+/// its checkpoint shape).
+pub enum Stored {
+    Host(TensorData),
+    Device(Tensor<1>, Vec<usize>),
+}
+
+impl Stored {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Stored::Host(data) => data.shape().to_vec(),
+            Stored::Device(_, shape) => shape.clone(),
+        }
+    }
+
+    fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
+        match self {
+            Stored::Host(data) => Tensor::from_data(data, device),
+            Stored::Device(tensor, shape) => tensor.reshape(burn::tensor::Shape::from(shape)),
+        }
+    }
 }
 
 /// Replaces every float parameter of `module` with the tensor of the same name from `source`.
@@ -177,7 +205,7 @@ impl Loader<'_> {
 
     fn fetch<const D: usize>(&mut self, expected: &[usize]) -> Option<Tensor<D>> {
         let (name, transposed) = self.checkpoint_name();
-        let data = match self.source.read(&name) {
+        let data = match self.source.read_for(&name, &self.device) {
             Ok(Some(data)) => data,
             Ok(None) if self.partial => {
                 self.absent.insert(name);
@@ -193,12 +221,12 @@ impl Loader<'_> {
             }
         };
         self.used.insert(name.clone());
-        let mut shape = data.shape().to_vec();
+        let mut shape = data.shape();
         if transposed {
             shape.reverse();
         }
         if shape != expected {
-            let mut stored = data.shape().to_vec();
+            let mut stored = data.shape();
             if transposed {
                 stored.reverse();
             }
@@ -209,7 +237,7 @@ impl Loader<'_> {
             self.errors.push(format!("tensor {name} has shape {stored:?}, expected {wanted:?}"));
             return None;
         }
-        let tensor = Tensor::<D>::from_data(data, &self.device);
+        let tensor = data.into_tensor::<D>(&self.device);
         Some(if transposed { tensor.transpose() } else { tensor })
     }
 }
@@ -260,10 +288,21 @@ impl TensorSource for Canonical<'_> {
     }
 
     fn read(&self, name: &str) -> Result<Option<TensorData>> {
-        match self.inner.read(name)? {
-            Some(data) => Ok(Some(data)),
+        self.lookup(name, |name| self.inner.read(name))
+    }
+
+    fn read_for(&self, name: &str, device: &Device) -> Result<Option<Stored>> {
+        self.lookup(name, |name| self.inner.read_for(name, device))
+    }
+}
+
+impl Canonical<'_> {
+    /// `read` under `name`, else under the name the checkpoint may use for it.
+    fn lookup<T>(&self, name: &str, read: impl Fn(&str) -> Result<Option<T>>) -> Result<Option<T>> {
+        match read(name)? {
+            Some(found) => Ok(Some(found)),
             None => match name.strip_prefix("text_model.") {
-                Some(bare) if canonical_key(self.class, bare.to_string()) == name => self.inner.read(bare),
+                Some(bare) if canonical_key(self.class, bare.to_string()) == name => read(bare),
                 _ => Ok(None),
             },
         }

@@ -1,9 +1,11 @@
 //! How a tensor is stored in a shard (weights-tools/FORMAT.md): f32, f16, or symmetric
 //! block quantization (q8, q4) with f16 scales, blocks running along the input dimension.
-//! The converter encodes with this code and the loader decodes with it, on the host.
+//! The converter encodes with this code; the loader expands quantized tensors on the device
+//! ([`dequantize_on`]), [`decode`] is the host reference.
 
 use std::fmt;
 
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use half::f16;
 use serde::{Deserialize, Serialize};
 
@@ -164,4 +166,54 @@ pub fn decode(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block_size: Opt
             }
         }
     })
+}
+
+/// A q8/q4 tensor expanded to f32 on `device`, flattened in checkpoint order: the values travel
+/// as packed 32-bit words (a byte per q8 value, half a byte per q4 value) and the scales as f32,
+/// one per block; the device unpacks, centres and scales them — the same products as
+/// [`decode`], so the results are equal bit for bit. The host never holds the f32 weights.
+pub fn dequantize_on(
+    dtype: StoredDtype,
+    bytes: &[u8],
+    shape: &[usize],
+    block_size: Option<usize>,
+    device: &Device,
+) -> Result<Tensor<1>, String> {
+    let len = dtype.stored_len(shape, block_size)? as usize;
+    if !dtype.is_quantized() || bytes.len() != len {
+        return Err(format!("{} bytes, {dtype} of shape {shape:?} takes {len}", bytes.len()));
+    }
+    let block = block_size.expect("checked by stored_len");
+    let (rows, cols) = rows_cols(shape).expect("checked by stored_len");
+    let blocks_per_row = cols.div_ceil(block);
+    let (scales, values) = bytes.split_at(rows * blocks_per_row * 2);
+    let scales: Vec<f32> = scales.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+    let words: Vec<i32> = values
+        .chunks(4)
+        .map(|chunk| {
+            let mut word = [0u8; 4];
+            word[..chunk.len()].copy_from_slice(chunk);
+            i32::from_le_bytes(word)
+        })
+        .collect();
+    let (per_word, bits): (usize, i32) = if dtype == StoredDtype::Q8 { (4, 8) } else { (8, 4) };
+    let count = rows * cols;
+    let word_count = words.len();
+    let words = Tensor::<1, Int>::from_data(TensorData::new(words, [word_count]), device);
+    // Low bits first, as the bytes (q8) and nibbles (q4) lie in little-endian words.
+    let fields: Vec<Tensor<2, Int>> = (0..per_word)
+        .map(|k| words.clone().bitwise_right_shift_scalar(k as i32 * bits).bitwise_and_scalar((1 << bits) - 1).unsqueeze_dim(1))
+        .collect();
+    let unsigned = Tensor::cat(fields, 1).reshape([word_count * per_word]).narrow(0, 0, count).float();
+    let quantized = if dtype == StoredDtype::Q8 {
+        unsigned.clone() - unsigned.greater_equal_elem(128).float() * 256.0
+    } else {
+        unsigned - 8.0
+    };
+    let scales = Tensor::<2>::from_data(TensorData::new(scales, [rows, blocks_per_row]), device)
+        .unsqueeze_dim::<3>(2)
+        .repeat_dim(2, block)
+        .reshape([rows, blocks_per_row * block])
+        .narrow(1, 0, cols);
+    Ok((quantized.reshape([rows, cols]) * scales).reshape([count]))
 }

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::{Device, TensorData};
 
 use super::manifest::{FileEntry, MANIFEST_FILE, Manifest, ShardEntry, TensorEntry, hex, sha256_hex};
-use super::{ModelSource, TensorSource, load_partial, quant};
+use super::{ModelSource, Stored, TensorSource, load_partial, quant};
 use crate::error::{Error, Result};
 
 pub struct ShardedModel {
@@ -139,6 +139,13 @@ impl ShardView<'_> {
     pub fn component(&self) -> &str {
         &self.shard.component
     }
+
+    /// A tensor's entry and stored bytes; the manifest guarantees the range lies within the
+    /// shard, whose size was checked.
+    fn stored(&self, name: &str) -> Option<(&TensorEntry, &[u8])> {
+        let tensor = *self.tensors.get(name)?;
+        Some((tensor, &self.bytes[tensor.offset as usize..(tensor.offset + tensor.length) as usize]))
+    }
 }
 
 impl TensorSource for ShardView<'_> {
@@ -147,14 +154,24 @@ impl TensorSource for ShardView<'_> {
     }
 
     fn read(&self, name: &str) -> Result<Option<TensorData>> {
-        let Some(tensor) = self.tensors.get(name) else {
+        let Some((tensor, bytes)) = self.stored(name) else {
             return Ok(None);
         };
-        // The manifest guarantees the range lies within the shard, whose size was checked.
-        let bytes = &self.bytes[tensor.offset as usize..(tensor.offset + tensor.length) as usize];
         let values = quant::decode(tensor.dtype, bytes, &tensor.shape, tensor.block_size)
             .map_err(|e| self.model.shard_error(self.shard, format!("tensor {name}: {e}")))?;
         Ok(Some(TensorData::new(values, tensor.shape.clone())))
+    }
+
+    /// Quantized tensors go to the device as they are stored and are expanded there.
+    fn read_for(&self, name: &str, device: &Device) -> Result<Option<Stored>> {
+        match self.stored(name) {
+            Some((tensor, bytes)) if tensor.dtype.is_quantized() => {
+                let flat = quant::dequantize_on(tensor.dtype, bytes, &tensor.shape, tensor.block_size, device)
+                    .map_err(|e| self.model.shard_error(self.shard, format!("tensor {name}: {e}")))?;
+                Ok(Some(Stored::Device(flat, tensor.shape.clone())))
+            }
+            _ => Ok(self.read(name)?.map(Stored::Host)),
+        }
     }
 }
 
