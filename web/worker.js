@@ -58,7 +58,8 @@ const handlers = {
     const files = [];
     for (const [role, address] of models) {
       const url = manifestUrl(address);
-      const loader = new ModelLoader(gpu, await fetchManifest(url), url, role);
+      // Errors name files by their URL: the folder the manifest is in, then the file.
+      const loader = new ModelLoader(gpu, await fetchManifest(url), url.slice(0, url.lastIndexOf('/')), role);
       loaders.push([role, loader]);
       for (const file of JSON.parse(loader.needed())) {
         files.push({ ...file, role, loader, url: new URL(file.path, url).href });

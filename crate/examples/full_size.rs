@@ -9,18 +9,9 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
 use sdxl_web::device::DeviceChoice;
+use sdxl_web::memory;
 use sdxl_web::models::presets;
 use sdxl_web::models::unet::UNetConfig;
-
-fn peak_memory_gib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    kib / (1024.0 * 1024.0)
-}
 
 fn main() {
     let device = match std::env::args().nth(1).as_deref() {
@@ -48,9 +39,9 @@ fn main() {
         let values = out.into_data().try_to_vec::<f32>().unwrap();
         assert!(values.iter().all(|v| v.is_finite()), "non-finite output");
         println!(
-            "{name}: forward at 32×32 done in {:.1} s (init included); peak memory so far {:.2} GiB",
+            "{name}: forward at 32×32 done in {:.1} s (init included); peak memory so far {}",
             start.elapsed().as_secs_f64(),
-            peak_memory_gib()
+            memory::gib(memory::peak_resident())
         );
     }
 }

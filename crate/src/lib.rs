@@ -13,5 +13,7 @@ pub mod weights;
 pub mod component;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod device;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod memory;
 
 pub mod web;

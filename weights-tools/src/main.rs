@@ -78,7 +78,7 @@ fn run(command: Command) -> sdxl_web::error::Result<ExitCode> {
             let manifest = convert(&from, &out, &options, &mut |line| eprintln!("{line}"))?;
             let bytes: u64 = manifest.shards.iter().map(|s| s.size).sum();
             println!("{}: {} tensors, {} shards, {bytes} bytes", out.display(), manifest.tensors.len(), manifest.shards.len());
-            println!("peak memory (VmHWM): {}", peak_memory());
+            println!("peak memory (VmHWM): {}", sdxl_web::memory::gib(sdxl_web::memory::peak_resident()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { dir } => {
@@ -145,12 +145,4 @@ fn print_table<K: std::fmt::Display>(label: &str, rows: &BTreeMap<K, Totals>) {
         let per = if t.params == 0 { 0.0 } else { t.bytes as f64 / t.params as f64 };
         println!("{:<16} {:>8} {:>14} {:>14} {per:>12.4}", key.to_string(), t.tensors, t.params, t.bytes);
     }
-}
-
-/// The process's peak resident memory as Linux reports it, or a note where it cannot.
-fn peak_memory() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| status.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l["VmHWM:".len()..].trim().to_string()))
-        .unwrap_or_else(|| "unavailable".into())
 }

@@ -66,10 +66,11 @@ fn start<P: Part>(model: &ShardedModel, component: &str, device: &Device) -> Res
 }
 
 impl Assembly {
-    /// Reads the manifest fetched from `url`, checks it describes a model of `role`, and
-    /// prepares every network (so a bad config fails before anything is downloaded).
-    pub fn new(manifest: &[u8], url: &str, role: Role, device: &Device) -> Result<Self> {
-        let model = ShardedModel::from_manifest(manifest, url)?;
+    /// Reads the manifest fetched from `folder` (a URL or path, naming files in messages),
+    /// checks it describes a model of `role`, and prepares every network (so a bad config
+    /// fails before anything is downloaded).
+    pub fn new(manifest: &[u8], folder: &str, role: Role, device: &Device) -> Result<Self> {
+        let model = ShardedModel::from_manifest(manifest, folder)?;
         match role {
             Role::Base => expect_pipeline(&model, BASE_PIPELINE, "base model")?,
             Role::Refiner => expect_pipeline(&model, REFINER_PIPELINE, "refiner")?,

@@ -109,15 +109,15 @@ pub struct ModelLoader {
 
 #[wasm_bindgen]
 impl ModelLoader {
-    /// `manifest`: the bytes of `url` (a manifest.json); `role`: `base` or `refiner`.
+    /// `manifest`: the bytes of `folder/manifest.json`; `role`: `base` or `refiner`.
     #[wasm_bindgen(constructor)]
-    pub fn new(gpu: &Gpu, manifest: &[u8], url: &str, role: &str) -> Result<ModelLoader, JsValue> {
+    pub fn new(gpu: &Gpu, manifest: &[u8], folder: &str, role: &str) -> Result<ModelLoader, JsValue> {
         let role = match role {
             "base" => Role::Base,
             "refiner" => Role::Refiner,
             other => return Err(tagged_error(&format!("role `{other}` is not base or refiner"), "input")),
         };
-        let assembly = Assembly::new(manifest, url, role, &gpu.device).map_err(js_error)?;
+        let assembly = Assembly::new(manifest, folder, role, &gpu.device).map_err(js_error)?;
         Ok(ModelLoader { assembly })
     }
 

@@ -1,0 +1,46 @@
+//! Loads each network of a converted model (weights-tools) with the shard loader, one at a
+//! time on burn's CPU backend, and prints the host memory it took: the peak while loading, what
+//! stays resident (the network's own f32 weights, which the CPU backend keeps in host memory) and
+//! the difference, the loader's own overhead — about one shard plus one tensor's upload.
+//!
+//! `cargo run -p sdxl-web --example load_memory -- MODEL_DIR`
+
+use burn::tensor::Device;
+use sdxl_web::memory::{self, gib};
+use sdxl_web::models::clip::ClipTextModel;
+use sdxl_web::models::unet::UNet2DConditionModel;
+use sdxl_web::models::vae::AutoencoderKL;
+use sdxl_web::pipeline::parts::{self, Part};
+use sdxl_web::weights::sharded::ShardedModel;
+
+fn measure<P: Part>(model: &ShardedModel, component: &str, device: &Device) {
+    let largest_shard = model.manifest().shards_of(component).map(|s| s.size).max().unwrap_or(0);
+    let before = memory::resident().unwrap_or(0);
+    memory::reset_peak();
+    let start = std::time::Instant::now();
+    let (_, module) = parts::load::<P>(model, component, device).unwrap_or_else(|e| panic!("{e}"));
+    let seconds = start.elapsed().as_secs_f64();
+    let weights = module.num_params() as u64 * 4;
+    let peak = memory::peak_resident().unwrap_or(0).saturating_sub(before);
+    println!(
+        "{component:<15} {:>14} params, {seconds:>6.1} s: peak +{}, f32 weights {}, overhead {} (largest shard {})",
+        module.num_params(),
+        gib(Some(peak)),
+        gib(Some(weights)),
+        gib(Some(peak.saturating_sub(weights))),
+        gib(Some(largest_shard)),
+    );
+}
+
+fn main() {
+    let dir = std::env::args().nth(1).expect("usage: load_memory MODEL_DIR");
+    let model = ShardedModel::open(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{e}"));
+    let device = Device::flex();
+    for component in model.manifest().components.keys() {
+        match component.as_str() {
+            "unet" => measure::<UNet2DConditionModel>(&model, component, &device),
+            "vae" => measure::<AutoencoderKL>(&model, component, &device),
+            _ => measure::<ClipTextModel>(&model, component, &device),
+        }
+    }
+}
