@@ -36,7 +36,11 @@ fn main() {
     let dir = std::env::args().nth(1).expect("usage: load_memory MODEL_DIR");
     let model = ShardedModel::open(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{e}"));
     let device = Device::flex();
-    for component in model.manifest().components.keys() {
+    // Smallest first: the allocator keeps what a dropped network freed, which would hide the
+    // peaks of smaller ones measured after it.
+    let mut components: Vec<&String> = model.manifest().components.keys().collect();
+    components.sort_by_key(|c| model.manifest().shards_of(c).map(|s| s.size).sum::<u64>());
+    for component in components {
         match component.as_str() {
             "unet" => measure::<UNet2DConditionModel>(&model, component, &device),
             "vae" => measure::<AutoencoderKL>(&model, component, &device),

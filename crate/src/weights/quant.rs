@@ -168,26 +168,38 @@ pub fn decode(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block_size: Opt
     })
 }
 
-/// A q8/q4 tensor expanded to f32 on `device`, flattened in checkpoint order: the values travel
-/// as packed 32-bit words (a byte per q8 value, half a byte per q4 value) and the scales as f32,
-/// one per block; the device unpacks, centres and scales them — the same products as
-/// [`decode`], so the results are equal bit for bit. The host never holds the f32 weights.
-pub fn dequantize_on(
+/// The scales (f32) and value bytes of a stored q8/q4 tensor whose rows are whole blocks, the
+/// form [`dequantize_blocks`] takes; `None` for other tensors (those decode on the host).
+pub fn whole_blocks<'a>(
     dtype: StoredDtype,
-    bytes: &[u8],
+    bytes: &'a [u8],
     shape: &[usize],
     block_size: Option<usize>,
-    device: &Device,
-) -> Result<Tensor<1>, String> {
-    let len = dtype.stored_len(shape, block_size)? as usize;
-    if !dtype.is_quantized() || bytes.len() != len {
-        return Err(format!("{} bytes, {dtype} of shape {shape:?} takes {len}", bytes.len()));
+) -> Option<(Vec<f32>, &'a [u8])> {
+    let block = block_size?;
+    let (rows, cols) = rows_cols(shape)?;
+    if !dtype.is_quantized() || cols % block != 0 || dtype.stored_len(shape, block_size).ok()? != bytes.len() as u64 {
+        return None;
     }
-    let block = block_size.expect("checked by stored_len");
-    let (rows, cols) = rows_cols(shape).expect("checked by stored_len");
-    let blocks_per_row = cols.div_ceil(block);
-    let (scales, values) = bytes.split_at(rows * blocks_per_row * 2);
-    let scales: Vec<f32> = scales.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+    let (scales, values) = bytes.split_at(rows * (cols / block) * 2);
+    Some((scales.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(), values))
+}
+
+/// Expands q8/q4 values on `device`: `values` holds whole blocks of `block` values (one byte per
+/// q8 value, two q4 values per byte), `scales` one f32 per block; the result is flat, block after
+/// block. The values travel as packed 32-bit words and are unpacked, centred and scaled on the
+/// device — the same products as [`decode`], equal bit for bit. A loader batches every such
+/// tensor of a shard into one call: the cost is per call, not per value.
+pub fn dequantize_blocks(dtype: StoredDtype, values: &[u8], scales: &[f32], block: usize, device: &Device) -> Result<Tensor<1>, String> {
+    let (per_word, bits): (usize, i32) = match dtype {
+        StoredDtype::Q8 => (4, 8),
+        StoredDtype::Q4 => (8, 4),
+        other => return Err(format!("{other} is not quantized")),
+    };
+    let count = scales.len() * block;
+    if block == 0 || values.len() * per_word / 4 != count {
+        return Err(format!("{} value bytes for {} blocks of {block}", values.len(), scales.len()));
+    }
     let words: Vec<i32> = values
         .chunks(4)
         .map(|chunk| {
@@ -196,13 +208,11 @@ pub fn dequantize_on(
             i32::from_le_bytes(word)
         })
         .collect();
-    let (per_word, bits): (usize, i32) = if dtype == StoredDtype::Q8 { (4, 8) } else { (8, 4) };
-    let count = rows * cols;
     let word_count = words.len();
     let words = Tensor::<1, Int>::from_data(TensorData::new(words, [word_count]), device);
-    // Low bits first, as the bytes (q8) and nibbles (q4) lie in little-endian words.
-    let fields: Vec<Tensor<2, Int>> = (0..per_word)
-        .map(|k| words.clone().bitwise_right_shift_scalar(k as i32 * bits).bitwise_and_scalar((1 << bits) - 1).unsqueeze_dim(1))
+    // Field k of a little-endian word is value k (the low bits first).
+    let fields: Vec<Tensor<2, Int>> = (0..per_word as i32)
+        .map(|k| words.clone().bitwise_right_shift_scalar(k * bits).bitwise_and_scalar((1 << bits) - 1).unsqueeze_dim(1))
         .collect();
     let unsigned = Tensor::cat(fields, 1).reshape([word_count * per_word]).narrow(0, 0, count).float();
     let quantized = if dtype == StoredDtype::Q8 {
@@ -210,10 +220,6 @@ pub fn dequantize_on(
     } else {
         unsigned - 8.0
     };
-    let scales = Tensor::<2>::from_data(TensorData::new(scales, [rows, blocks_per_row]), device)
-        .unsqueeze_dim::<3>(2)
-        .repeat_dim(2, block)
-        .reshape([rows, blocks_per_row * block])
-        .narrow(1, 0, cols);
-    Ok((quantized.reshape([rows, cols]) * scales).reshape([count]))
+    let scales = Tensor::<1>::from_data(TensorData::new(scales.to_vec(), [scales.len()]), device);
+    Ok((quantized.reshape([scales.dims()[0], block]) * scales.unsqueeze_dim::<2>(1)).reshape([count]))
 }

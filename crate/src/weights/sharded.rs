@@ -8,8 +8,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
+use super::quant::StoredDtype;
 use super::manifest::{FileEntry, MANIFEST_FILE, Manifest, ShardEntry, TensorEntry, hex, sha256_hex};
 use super::{ModelSource, Stored, TensorSource, load_partial, quant};
 use crate::error::{Error, Result};
@@ -58,7 +59,7 @@ impl ShardedModel {
             )));
         }
         let tensors = self.manifest.tensors.iter().filter(|t| t.shard == shard.file).map(|t| (t.name.as_str(), t)).collect();
-        Ok(ShardView { model: self, shard, bytes, tensors })
+        Ok(ShardView { model: self, shard, bytes, tensors, expanded: Default::default() })
     }
 
     /// Reads a shard file beside the manifest (native), refusing one of the wrong size unread.
@@ -133,6 +134,8 @@ pub struct ShardView<'a> {
     shard: &'a ShardEntry,
     bytes: &'a [u8],
     tensors: BTreeMap<&'a str, &'a TensorEntry>,
+    /// The quantized tensors on the device, expanded on the first read for one.
+    expanded: std::cell::OnceCell<std::result::Result<Expanded, String>>,
 }
 
 impl ShardView<'_> {
@@ -162,16 +165,48 @@ impl TensorSource for ShardView<'_> {
         Ok(Some(TensorData::new(values, tensor.shape.clone())))
     }
 
-    /// Quantized tensors go to the device as they are stored and are expanded there.
+    /// Quantized tensors go to the device as they are stored, all of the shard's at once, and
+    /// are expanded there; the rest (and a quantized tensor whose rows are not whole blocks)
+    /// is decoded on the host.
     fn read_for(&self, name: &str, device: &Device) -> Result<Option<Stored>> {
-        match self.stored(name) {
-            Some((tensor, bytes)) if tensor.dtype.is_quantized() => {
-                let flat = quant::dequantize_on(tensor.dtype, bytes, &tensor.shape, tensor.block_size, device)
-                    .map_err(|e| self.model.shard_error(self.shard, format!("tensor {name}: {e}")))?;
-                Ok(Some(Stored::Device(flat, tensor.shape.clone())))
+        let batch = self.expanded.get_or_init(|| self.expand(device));
+        let batch = batch.as_ref().map_err(|message| self.model.shard_error(self.shard, message.clone()))?;
+        match (batch.at.get(name), self.tensors.get(name)) {
+            (Some(&(group, start, count)), Some(tensor)) => {
+                Ok(Some(Stored::Device(batch.groups[group].clone().narrow(0, start, count), tensor.shape.clone())))
             }
             _ => Ok(self.read(name)?.map(Stored::Host)),
         }
+    }
+}
+
+/// A shard's quantized tensors expanded on the device: one flat tensor per (dtype, block
+/// size), and where each tensor lies in it.
+struct Expanded {
+    groups: Vec<Tensor<1>>,
+    at: BTreeMap<String, (usize, usize, usize)>,
+}
+
+impl ShardView<'_> {
+    fn expand(&self, device: &Device) -> std::result::Result<Expanded, String> {
+        let mut batches: BTreeMap<(StoredDtype, usize), (Vec<f32>, Vec<u8>, Vec<(&str, usize, usize)>)> = BTreeMap::new();
+        for (&name, tensor) in &self.tensors {
+            let (_, bytes) = self.stored(name).expect("a listed tensor");
+            if let Some((scales, values)) = quant::whole_blocks(tensor.dtype, bytes, &tensor.shape, tensor.block_size) {
+                let block = tensor.block_size.expect("quantized");
+                let (all_scales, all_values, members) = batches.entry((tensor.dtype, block)).or_default();
+                members.push((name, all_scales.len() * block, scales.len() * block));
+                all_scales.extend(scales);
+                all_values.extend_from_slice(values);
+            }
+        }
+        let mut expanded = Expanded { groups: Vec::new(), at: BTreeMap::new() };
+        for ((dtype, block), (scales, values, members)) in batches {
+            expanded.groups.push(quant::dequantize_blocks(dtype, &values, &scales, block, device)?);
+            let group = expanded.groups.len() - 1;
+            expanded.at.extend(members.into_iter().map(|(name, start, count)| (name.to_string(), (group, start, count))));
+        }
+        Ok(expanded)
     }
 }
 
