@@ -1,7 +1,7 @@
 //! How a tensor is stored in a shard (weights-tools/FORMAT.md): f32, f16, or symmetric
 //! block quantization (q8, q4) with f16 scales, blocks running along the input dimension.
 //! The converter encodes with this code; the loader expands quantized tensors on the device
-//! ([`dequantize_on`]), [`decode`] is the host reference.
+//! ([`dequantize_blocks`]), [`decode`] is the host reference.
 
 use std::fmt;
 
