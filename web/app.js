@@ -45,7 +45,8 @@ const ADVICE = {
   network: 'The model could not be downloaded.',
   integrity: 'A model file does not match its manifest.',
   quota: 'Browser storage is full.',
-  crashed: 'The GPU stopped (the device was lost or ran out of memory). Your cached models are kept.',
+  crashed: 'The GPU stopped (the device was lost or ran out of memory). Your cached models are kept: restart to load them again.',
+  gpu: 'The GPU stopped (the device was lost or ran out of memory). Your cached models are kept: restart to load them again.',
 };
 
 let worker;
@@ -64,6 +65,7 @@ function startWorker() {
 function restart() {
   worker.terminate();
   $('notice').hidden = true;
+  app.loaded = null;
   startWorker();
 }
 
@@ -158,7 +160,9 @@ const handlers = {
   },
   error({ kind, message, during }) {
     const advice = ADVICE[kind] ? `${ADVICE[kind]} ` : '';
-    if (kind === 'crashed') {
+    // A trap in the wasm module, or a GPU that stopped answering (device lost): only a new
+    // worker with a new device recovers.
+    if (kind === 'crashed' || kind === 'gpu') {
       setState('crashed', 'The GPU worker stopped.', true);
       notice(`${advice}(${message})`, { label: 'Restart', run: restart });
       return;

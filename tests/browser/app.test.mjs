@@ -243,3 +243,34 @@ test('a damaged cached file is fetched again; clearing the cache empties it; an 
   assert.match(failed.status, /manifest http:\/\/127\.0\.0\.1:9\/nothing\/manifest\.json is unreachable.*CORS/);
   await context.close();
 });
+
+test('a full storage quota is reported and the model still loads', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('console', (message) => logs.push(`[console.${message.type()}] ${message.text()}`));
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: base, quotaSize: 64 * 1024 });
+  await page.goto(`${base}/index.html`);
+  const loaded = await waitFor(page, ['ready', 'failed', 'crashed']);
+  await page.screenshot({ path: `${ARTIFACTS}app-quota.png`, fullPage: true });
+  assert.equal(loaded.state, 'ready', JSON.stringify(loaded));
+  assert.match(loaded.notice, /Browser storage is full: .* could not be cached/);
+  await context.close();
+});
+
+test('a lost GPU offers a restart, which loads the model again from the cache', async () => {
+  const { context, page } = await openApp();
+  assert.equal((await waitFor(page, ['ready', 'failed', 'crashed'])).state, 'ready');
+  await (await browser.newBrowserCDPSession()).send('Browser.crashGpuProcess');
+  await setParams(page, { steps: 2, seed: 1, refiner: false });
+  await page.click('#generate');
+  const lost = await waitFor(page, ['crashed', 'failed'], 120_000);
+  await page.screenshot({ path: `${ARTIFACTS}app-gpu-lost.png`, fullPage: true });
+  assert.equal(lost.state, 'crashed', JSON.stringify(lost));
+  assert.match(lost.notice, /The GPU stopped .* Your cached models are kept/);
+  await page.click('#notice button'); // Restart
+  const restarted = await waitFor(page, ['ready', 'failed', 'crashed', 'no-webgpu'], 120_000);
+  assert.equal(restarted.state, 'ready', JSON.stringify(restarted));
+  assert.match(restarted.status, /14 of 14 files from the cache/);
+  await context.close();
+});
