@@ -1,6 +1,7 @@
 //! The browser's way of loading a model (`pipeline::assembly`), run natively on the bundled demo
 //! model: files handed over one at a time give the same pipeline as reading the folder, and
 //! every bad file is a clear error that leaves the assembly usable.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

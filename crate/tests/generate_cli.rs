@@ -1,5 +1,6 @@
 //! `sdxl generate` end to end on the bundled demo model (converted, q8): base + refiner, a
 //! PNG with A1111 parameters, the f32 image tensor, and clear errors for bad input.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 mod common;
 

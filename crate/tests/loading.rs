@@ -1,4 +1,5 @@
 //! A damaged or mislabelled diffusers folder is a clear error naming the file and tensor.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Each network against diffusers' outputs on the tiny random-weight fixtures
 //! (`tests/parity/make_fixtures.py`), in f32 on the CPU backend and on wgpu.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 mod common;
 

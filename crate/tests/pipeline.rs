@@ -1,5 +1,6 @@
 //! Whole tiny-model runs against diffusers' `StableDiffusionXLPipeline` (+ the refiner in
 //! ensemble-of-experts mode) from `tests/fixtures/pipeline`: same noise, 10 steps, guidance 5.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The full-size SDXL networks built from the published configs have the published parameter
 //! counts (parameters are created lazily, so nothing of that size is allocated here).
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 use burn::module::Module;
 use burn::tensor::Device;

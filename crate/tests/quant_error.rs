@@ -1,6 +1,7 @@
 //! The error each storage mode puts into a weight, measured (`--nocapture` prints the figures
 //! FORMAT.md quotes): relative L2 on a full-size random SDXL weight and on every quantized
 //! weight of the tiny fixture models. Component output errors are in tests/sharded.rs.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Converted models (weights-tools/FORMAT.md) against diffusers: the tiny base and refiner,
 //! converted in every mode, give the parity fixtures' outputs within each mode's bound.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 mod common;
 

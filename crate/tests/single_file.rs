@@ -1,5 +1,6 @@
 //! Stability's single-file layout ↔ diffusers keys, both ways, against the key tables that
 //! `weights-tools/scripts/make_single_file_fixtures.py` proved with diffusers' own converters.
+#![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
 mod common;
 
