@@ -9,19 +9,11 @@ import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { serve } from '../../web/serve.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL('artifacts/', import.meta.url));
-const WEBGPU_ARGS = [
-  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader',
-  '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader',
-];
-const BASE_ARGS = [
-  '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--disable-quic', '--no-first-run',
-];
 // The page's 8-bit image against native f32 pixels × 255: both round the same numbers, so
 // only values within float noise of a rounding boundary may differ, by one level.
 const MAX_LEVEL_DIFFERENCE = 1;
@@ -40,7 +32,7 @@ before(async () => {
     cutAfter: (path, range) => hooks.cutAfter?.(path, range),
   });
   base = `http://127.0.0.1:${server.address().port}`;
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: [...WEBGPU_ARGS, ...BASE_ARGS] });
+  browser = await launch();
 });
 
 after(async () => {
@@ -200,7 +192,7 @@ test('an interrupted download resumes with a Range request', async () => {
 });
 
 test('a browser without WebGPU shows what to do', async () => {
-  const plain = await chromium.launch({ executablePath: '/usr/bin/chromium', args: BASE_ARGS });
+  const plain = await launch({ webgpu: false });
   try {
     const page = await plain.newPage();
     await page.goto(`${base}/index.html`);

@@ -8,16 +8,10 @@ import { gzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { serve } from '../../web/serve.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const ARGS = [
-  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader',
-  '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader', '--no-sandbox',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-quic', '--no-first-run',
-];
 const ROUNDS = Number(process.env.ROUNDS ?? 2);
 const builds = process.argv.slice(2).map((arg) => {
   const [label, dir] = arg.split('=');
@@ -40,7 +34,7 @@ for (const build of builds) {
 }
 const server = await serve(0);
 const url = `http://127.0.0.1:${server.address().port}/index.html`;
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ARGS });
+const browser = await launch();
 
 async function once(build) {
   rmSync(pkg, { recursive: true, force: true });

@@ -7,24 +7,18 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import { serve } from '../../web/serve.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ARTIFACTS = fileURLToPath(new URL('artifacts/', import.meta.url));
-const CHROMIUM_ARGS = [
-  '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-angle=swiftshader',
-  '--use-webgpu-adapter=swiftshader', '--enable-unsafe-swiftshader', '--no-sandbox',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-quic', '--no-first-run',
-];
 
 let server, browser, page;
 const logs = [];
 
 before(async () => {
   server = await serve(0);
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  browser = await launch();
   page = await browser.newPage();
   page.on('console', (message) => logs.push(`[console.${message.type()}] ${message.text()}`));
   page.on('pageerror', (error) => logs.push(`[pageerror] ${error.message}`));
