@@ -233,15 +233,7 @@ impl Base {
         let size = (params.height, params.width);
         let time_ids = base_time_ids(size, (0, 0), size);
         let latents = noise.initial * scheduler.init_noise_sigma();
-        let base_run = Denoise {
-            unet: &self.unet,
-            positive,
-            negative,
-            negative_time_ids: time_ids.clone(),
-            time_ids,
-            guidance: params.guidance,
-            stage: Stage::Base,
-        };
+        let base_run = Denoise::new(&self.unet, positive, negative, &time_ids, &time_ids, params.guidance, Stage::Base, device);
         let mut phases = vec![Phase { denoise: base_run, scheduler, steps: 0..base_end }];
         if let Some(refiner) = refiner {
             // The refiner continues the same schedule on a fresh scheduler (the pipeline's own).
@@ -315,15 +307,16 @@ impl Base {
     ) -> Result<Denoise<'a>> {
         let (positive, negative) =
             self.conditioning(&[&self.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, warn)?;
-        Ok(Denoise {
-            unet: &refiner.unet,
+        Ok(Denoise::new(
+            &refiner.unet,
             positive,
             negative,
-            time_ids: refiner_time_ids(size, (0, 0), params.aesthetic_score),
-            negative_time_ids: refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
-            guidance: params.guidance,
-            stage: Stage::Refiner,
-        })
+            &refiner_time_ids(size, (0, 0), params.aesthetic_score),
+            &refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
+            params.guidance,
+            Stage::Refiner,
+            device,
+        ))
     }
 
     /// The initial noise's shape for an image of the requested size.
@@ -378,16 +371,40 @@ impl Base {
 /// One network's share of the denoising loop.
 struct Denoise<'a> {
     unet: &'a UNet2DConditionModel,
-    positive: PromptEmbeds,
-    /// Present when classifier-free guidance is on.
-    negative: Option<PromptEmbeds>,
-    time_ids: Vec<f32>,
-    negative_time_ids: Vec<f32>,
+    /// The UNet's conditioning, batched once per run: [negative, positive] under classifier-free
+    /// guidance, as diffusers concatenates it, else the positive alone.
+    context: Tensor<3>,
+    pooled: Tensor<2>,
+    time_ids: Tensor<2>,
     guidance: f64,
     stage: Stage,
 }
 
-impl Denoise<'_> {
+impl<'a> Denoise<'a> {
+    /// `negative` is present when classifier-free guidance is on.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        unet: &'a UNet2DConditionModel,
+        positive: PromptEmbeds,
+        negative: Option<PromptEmbeds>,
+        time_ids: &[f32],
+        negative_time_ids: &[f32],
+        guidance: f64,
+        stage: Stage,
+        device: &Device,
+    ) -> Self {
+        let ids = |ids: &[f32]| Tensor::<1>::from_floats(ids, device).unsqueeze::<2>();
+        let (context, pooled, time_ids) = match negative {
+            Some(negative) => (
+                Tensor::cat(vec![negative.context, positive.context], 0),
+                Tensor::cat(vec![negative.pooled, positive.pooled], 0),
+                Tensor::cat(vec![ids(negative_time_ids), ids(time_ids)], 0),
+            ),
+            None => (positive.context, positive.pooled, ids(time_ids)),
+        };
+        Self { unet, context, pooled, time_ids, guidance, stage }
+    }
+
     /// One step of the schedule: the UNet on the (doubled, under guidance) latents, guidance,
     /// the scheduler's update.
     fn step(
@@ -398,22 +415,12 @@ impl Denoise<'_> {
         noise: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
         device: &Device,
     ) -> StepOutput {
-        let time_ids = |ids: &[f32]| Tensor::<1>::from_floats(ids, device).unsqueeze::<2>();
-        // The batch is [negative, positive] under guidance, as diffusers concatenates it.
-        let (context, pooled, time_ids) = match &self.negative {
-            Some(negative) => (
-                Tensor::cat(vec![negative.context.clone(), self.positive.context.clone()], 0),
-                Tensor::cat(vec![negative.pooled.clone(), self.positive.pooled.clone()], 0),
-                Tensor::cat(vec![time_ids(&self.negative_time_ids), time_ids(&self.time_ids)], 0),
-            ),
-            None => (self.positive.context.clone(), self.positive.pooled.clone(), time_ids(&self.time_ids)),
-        };
-        let batch = context.dims()[0];
+        let batch = self.context.dims()[0];
         let t = scheduler.timesteps()[step];
         let input = scheduler.scale_model_input(latents.clone(), step);
         let input = if batch == 2 { Tensor::cat(vec![input.clone(), input], 0) } else { input };
         let timestep = Tensor::<1>::from_floats(vec![t; batch].as_slice(), device);
-        let prediction = self.unet.forward(input, timestep, context, pooled, time_ids);
+        let prediction = self.unet.forward(input, timestep, self.context.clone(), self.pooled.clone(), self.time_ids.clone());
         let prediction = if batch == 2 {
             let [uncond, text] = prediction.chunk(2, 0).try_into().expect("two halves");
             uncond.clone() + (text - uncond) * self.guidance
