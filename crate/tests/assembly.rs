@@ -3,14 +3,15 @@
 //! every bad file is a clear error that leaves the assembly usable.
 #![cfg(not(target_arch = "wasm32"))] // fixtures come from the file system
 
-use std::ops::ControlFlow;
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use common::Quiet;
 use sdxl_web::error::Error;
 use sdxl_web::pipeline::assembly::{Assembly, Role};
-use sdxl_web::pipeline::preview::Preview;
-use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
+use sdxl_web::pipeline::{Base, GenerateParams, Noise, Refiner};
 
 fn demo(role: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/demo-model").join(role)
@@ -24,14 +25,6 @@ fn open(dir: &Path, role: Role) -> Assembly {
 fn add_all(assembly: &mut Assembly, dir: &Path) {
     for file in assembly.needed().to_vec() {
         assembly.add(&file.path, &std::fs::read(dir.join(&file.path)).unwrap()).unwrap();
-    }
-}
-
-struct Quiet;
-
-impl Progress for Quiet {
-    fn step(&mut self, _: Stage, _: usize, _: usize, _: Option<Preview>) -> ControlFlow<()> {
-        ControlFlow::Continue(())
     }
 }
 

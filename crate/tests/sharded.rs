@@ -6,9 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
-use common::{fixtures, relative_l2};
+use burn::tensor::{Device, Tensor};
+use common::{Quiet, fixtures, relative_l2};
 use sdxl_web::component::{self, Component};
+use sdxl_web::pipeline::{Base, GenerateParams, Noise, Refiner};
+use sdxl_web::tokenizer::ClipTokenizer;
 use sdxl_web::weights::convert::{ConvertOptions, convert};
 use sdxl_web::weights::quant::StoredDtype;
 use sdxl_web::weights::safetensors_file::SafetensorsSource;
@@ -97,6 +99,8 @@ fn q4_within_its_documented_bound() {
 /// Bounds from the measured errors (FORMAT.md), with headroom for other backends' rounding.
 const Q8_BOUND: f64 = 2e-2;
 const Q4_BOUND: f64 = 5e-1;
+/// The q8 demo's base + refiner latents and image against diffusers' on the fp16 weights.
+const DEMO_BOUND: f64 = 1e-2;
 
 /// Tiny shards (every tensor alone) load exactly like one shard per component.
 #[test]
@@ -163,19 +167,45 @@ fn modes_store_what_they_say() {
     }
 }
 
-/// The bundled demo model (web/demo-model, q8, written by `sdxl-weights convert` from the tiny
-/// fixtures) is intact and gives diffusers' outputs within the q8 bound.
+/// The bundled demo model (web/demo-model, q8, written by weights-tools/scripts/make_demo_model.py):
+/// intact, its refiner the UNet alone, its UNets and VAE the fixtures' within the q8 bound, and a
+/// base + refiner run gives diffusers' image of the same run (tests/fixtures/demo) within
+/// `DEMO_BOUND`.
 #[test]
 fn bundled_demo_model_verifies_and_matches() {
+    let device = Device::flex();
     let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/demo-model");
-    for (model, folder) in [("tiny-sdxl-base", "base"), ("tiny-sdxl-refiner", "refiner")] {
+    for (model, folder, components) in
+        [("tiny-sdxl-base", "base", &["text_encoder", "text_encoder_2", "unet", "vae"][..]), ("tiny-sdxl-refiner", "refiner", &["unet"])]
+    {
         let dir = demo.join(folder);
         let sharded = ShardedModel::open(&dir).unwrap();
         assert_eq!(sharded.verify(), Vec::<String>::new());
+        assert_eq!(sharded.manifest().components.keys().collect::<Vec<_>>(), components);
         assert!(sharded.manifest().tensors.iter().any(|t| t.dtype == StoredDtype::Q8));
-        for (_, component, fixture) in CASES.iter().filter(|(m, ..)| *m == model) {
+        // The demo's text encoders have a vocabulary of their own; its other networks are the fixtures'.
+        for (_, component, fixture) in CASES.iter().filter(|(m, c, _)| *m == model && !matches!(c, Component::TextEncoder | Component::TextEncoder2)) {
             let error = error_of(&dir, *component, fixture);
             assert!(error <= Q8_BOUND, "demo {folder} {fixture}: relative L2 {error:.3e}");
         }
     }
+
+    let reference = SafetensorsSource::open(&[fixtures().join("demo/reference.safetensors")]).unwrap();
+    let expected = |name: &str| reference.read_raw(name).unwrap().unwrap_or_else(|| panic!("no `{name}`"));
+    let prompt = "a lighthouse on a cliff at dusk";
+    for (tokenizer, ids) in [("tokenizer", "input_ids"), ("tokenizer_2", "input_ids_2")] {
+        let ours = ClipTokenizer::from_dir(&demo.join("base").join(tokenizer)).unwrap().encode(prompt).unwrap().ids;
+        assert_eq!(ours, expected(ids).try_to_vec::<i64>().unwrap(), "{tokenizer}");
+    }
+    let base = Base::from_folder(&demo.join("base"), &device).unwrap();
+    let refiner = Refiner::from_folder(&demo.join("refiner"), &device).unwrap();
+    let mut params = GenerateParams::new(prompt);
+    (params.negative_prompt, params.steps, params.width, params.height) = (Some(String::new()), 10, 64, 64);
+    let noise = Noise::given(Tensor::from_data(expected("noise"), &device), &device);
+    let latents = base.denoise(Some(&refiner), &params, noise, &device, &mut Quiet).unwrap();
+    let latent_error = relative_l2(&latents.clone().into_data(), &expected("latents"));
+    let error = relative_l2(&base.decode(latents).pixels, &expected("image"));
+    println!("demo base + refiner vs diffusers: latents {latent_error:.2e}, image {error:.2e} (bound {DEMO_BOUND:.0e})");
+    assert!(latent_error <= DEMO_BOUND, "demo latents relative L2 {latent_error:.3e}");
+    assert!(error <= DEMO_BOUND, "demo image relative L2 {error:.3e}");
 }

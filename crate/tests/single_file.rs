@@ -139,6 +139,12 @@ fn single_file_converts_like_the_diffusers_folder() {
         assert_eq!(from_file.tensors.len(), from_folder.tensors.len());
         assert_eq!(from_file.files, from_folder.files);
         assert_eq!(from_file.components, from_folder.components);
+
+        // `components` picks networks out of a single file as out of a folder.
+        let unet_only = ConvertOptions { components: Some(vec!["unet".into()]), ..options };
+        let unet = convert(&checkpoint, &scratch.0.join("unet-only"), &unet_only, &mut |_| {}).unwrap();
+        assert_eq!(unet.components.keys().collect::<Vec<_>>(), ["unet"]);
+        assert_eq!(unet.shards, from_folder.shards.iter().filter(|s| s.component == "unet").cloned().collect::<Vec<_>>());
     }
 }
 

@@ -91,17 +91,21 @@ def bytes_to_unicode():
     return dict(zip(bs, [chr(c) for c in cs]))
 
 
-def load_bpe():
+@lru_cache()
+def load_bpe(num_merges=None):
+    """CLIP's vocabulary and merges; with `num_merges`, only the first merges (a smaller but
+    complete byte-level BPE: every byte still has a token, the specials follow the merges)."""
     gz = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
     lines = gzip.open(gz).read().decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
+    merges = lines[1 : 49152 - 256 - 2 + 1][:num_merges]
     vocab = list(bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab]
     vocab += ["".join(m.split(" ")) for m in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     encoder = {v: i for i, v in enumerate(vocab)}
-    assert len(vocab) == 49408 and len(encoder) == 49408, len(encoder)
-    assert encoder["<|startoftext|>"] == BOS and encoder["<|endoftext|>"] == EOS
+    assert len(encoder) == len(vocab) == 512 + len(merges) + 2, len(encoder)
+    if num_merges is None:
+        assert len(vocab) == 49408 and encoder["<|startoftext|>"] == BOS and encoder["<|endoftext|>"] == EOS
     return encoder, merges
 
 
@@ -109,10 +113,10 @@ def special_token(content):
     return {"content": content, "lstrip": False, "normalized": True, "rstrip": False, "single_word": False}
 
 
-def write_tokenizer(dst, pad_token):
+def write_tokenizer(dst, pad_token, num_merges=None):
     """vocab.json + merges.txt + tokenizer_config.json + special_tokens_map.json, laid out like
     stabilityai/stable-diffusion-xl-base-1.0's tokenizer/ and tokenizer_2/."""
-    encoder, merges = load_bpe()
+    encoder, merges = load_bpe(num_merges)
     dst.mkdir(parents=True, exist_ok=True)
     (dst / "vocab.json").write_text(json.dumps(encoder, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
     (dst / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
@@ -342,12 +346,12 @@ SDXL_SCHEDULER_CONFIG = {
 }
 
 
-def text_config(act, seed_name):
+def text_config(act, vocab_size=49408):
     # bos/eos/pad as in the published SDXL text_encoder and text_encoder_2 configs (0 / 2 / 1).
     # eos_token_id == 2 selects transformers' legacy pooling: the EOS position is
-    # input_ids.argmax(-1), i.e. the first occurrence of the largest id 49407.
+    # input_ids.argmax(-1), i.e. the first occurrence of the largest id (<|endoftext|>).
     return CLIPTextConfig(
-        vocab_size=49408,
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=37,
         num_hidden_layers=3,
@@ -505,12 +509,15 @@ def write_scheduler(dst):
     write_json(dst / "scheduler" / "scheduler_config.json", SDXL_SCHEDULER_CONFIG)
 
 
-def make_models():
-    for d in (BASE, REFINER):
+def make_models(base_dir=BASE, refiner_dir=REFINER, num_merges=None):
+    """The tiny base and refiner as diffusers folders; `num_merges` shortens the vocabulary
+    (see load_bpe), which only the text encoders' token embeddings depend on."""
+    for d in (base_dir, refiner_dir):
         if d.exists():
             shutil.rmtree(d)
-    te1 = build(CLIPTextModel, 100, text_config("quick_gelu", "te1"))
-    te2 = build(CLIPTextModelWithProjection, 200, text_config("gelu", "te2"))
+    vocab_size = len(load_bpe(num_merges)[0])
+    te1 = build(CLIPTextModel, 100, text_config("quick_gelu", vocab_size))
+    te2 = build(CLIPTextModelWithProjection, 200, text_config("gelu", vocab_size))
     unet = build(UNet2DConditionModel, 300, **BASE_UNET)
     unet_r = build(UNet2DConditionModel, 400, **REFINER_UNET)
     vae = build(AutoencoderKL, 500, **VAE)
@@ -519,7 +526,7 @@ def make_models():
     dif = lambda c: ["diffusers", c]  # noqa: E731
     version = diffusers.__version__
     write_json(
-        BASE / "model_index.json",
+        base_dir / "model_index.json",
         {
             "_class_name": "StableDiffusionXLPipeline",
             "_diffusers_version": version,
@@ -534,16 +541,16 @@ def make_models():
             "vae": dif("AutoencoderKL"),
         },
     )
-    write_scheduler(BASE)
-    write_tokenizer(BASE / "tokenizer", "<|endoftext|>")
-    write_tokenizer(BASE / "tokenizer_2", "!")
-    save_fp16(te1, BASE / "text_encoder")
-    save_fp16(te2, BASE / "text_encoder_2")
-    save_fp16(unet, BASE / "unet")
-    save_fp16(vae, BASE / "vae")
+    write_scheduler(base_dir)
+    write_tokenizer(base_dir / "tokenizer", "<|endoftext|>", num_merges)
+    write_tokenizer(base_dir / "tokenizer_2", "!", num_merges)
+    save_fp16(te1, base_dir / "text_encoder")
+    save_fp16(te2, base_dir / "text_encoder_2")
+    save_fp16(unet, base_dir / "unet")
+    save_fp16(vae, base_dir / "vae")
 
     write_json(
-        REFINER / "model_index.json",
+        refiner_dir / "model_index.json",
         {
             "_class_name": "StableDiffusionXLImg2ImgPipeline",
             "_diffusers_version": version,
@@ -559,18 +566,18 @@ def make_models():
             "vae": dif("AutoencoderKL"),
         },
     )
-    write_scheduler(REFINER)
-    write_tokenizer(REFINER / "tokenizer_2", "!")
-    save_fp16(te2, REFINER / "text_encoder_2")
-    save_fp16(unet_r, REFINER / "unet")
-    save_fp16(vae, REFINER / "vae")
+    write_scheduler(refiner_dir)
+    write_tokenizer(refiner_dir / "tokenizer_2", "!", num_merges)
+    save_fp16(te2, refiner_dir / "text_encoder_2")
+    save_fp16(unet_r, refiner_dir / "unet")
+    save_fp16(vae, refiner_dir / "vae")
     return dict(te1=te1, te2=te2, unet=unet, unet_r=unet_r, vae=vae)
 
 
-def load_pipes(built):
+def load_pipes(built, base_dir=BASE, refiner_dir=REFINER):
     kw = dict(variant="fp16", dtype=torch.float32, add_watermarker=False)
-    base = StableDiffusionXLPipeline.from_pretrained(BASE, **kw)
-    refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(REFINER, **kw)
+    base = StableDiffusionXLPipeline.from_pretrained(base_dir, **kw)
+    refiner = StableDiffusionXLImg2ImgPipeline.from_pretrained(refiner_dir, **kw)
     for p in (base, refiner):
         p.set_progress_bar_config(disable=True)
     # the loaded (fp16 -> f32) weights are exactly the in-memory rounded ones

@@ -40,6 +40,10 @@ enum Command {
         /// Elements per quantization block along the input dimension.
         #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
         block_size: usize,
+        /// Only these components (comma-separated `model_index.json` names, e.g. `unet` for a
+        /// refiner that runs beside its base); all by default.
+        #[arg(long, value_delimiter = ',')]
+        components: Option<Vec<String>>,
     },
     /// Re-hash every shard and file and check every tensor's bounds; exits non-zero on a problem.
     Verify { dir: PathBuf },
@@ -67,14 +71,14 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> sdxl_web::error::Result<ExitCode> {
     match command {
-        Command::Convert { from, config_from, out, quant, shard_mb, block_size } => {
+        Command::Convert { from, config_from, out, quant, shard_mb, block_size, components } => {
             let quant = match quant {
                 Quant::F32 => StoredDtype::F32,
                 Quant::F16 => StoredDtype::F16,
                 Quant::Q8 => StoredDtype::Q8,
                 Quant::Q4 => StoredDtype::Q4,
             };
-            let options = ConvertOptions { quant, shard_bytes: shard_mb.saturating_mul(1 << 20), block_size, config_from };
+            let options = ConvertOptions { quant, shard_bytes: shard_mb.saturating_mul(1 << 20), block_size, config_from, components };
             let manifest = convert(&from, &out, &options, &mut |line| eprintln!("{line}"))?;
             let bytes: u64 = manifest.shards.iter().map(|s| s.size).sum();
             println!("{}: {} tensors, {} shards, {bytes} bytes", out.display(), manifest.tensors.len(), manifest.shards.len());

@@ -70,3 +70,39 @@ fn convert_inspect_verify() {
     assert!(!text(&again).contains("panicked"));
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--components` keeps only the named networks: a refiner that runs beside its base needs its
+/// UNet alone. A name model_index.json does not list is an error, before anything is written.
+#[test]
+fn convert_selected_components() {
+    let out = std::env::temp_dir().join(format!("sdxl-weights-cli-components-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let model = fixtures().join("tiny-sdxl-refiner");
+    let convert = |components: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sdxl-weights"))
+            .args(["convert", "--components", components, "--from"])
+            .arg(&model)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+
+    let unknown = convert("unet,text_encoder");
+    assert!(!unknown.status.success());
+    assert!(text(&unknown).contains("lists no component `text_encoder`"), "{}", text(&unknown));
+    assert!(!out.join("manifest.json").exists());
+
+    let only_unet = convert("unet");
+    assert!(only_unet.status.success(), "{}", text(&only_unet));
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let components: Vec<&String> = manifest["components"].as_object().unwrap().keys().collect();
+    assert_eq!(components, ["unet"]);
+    assert_eq!(manifest["files"], serde_json::json!([]), "no tokenizer or scheduler files");
+    assert!(manifest["tensors"].as_array().unwrap().iter().all(|t| t["component"] == "unet"));
+    let names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.iter().all(|name| name == "manifest.json" || name.starts_with("unet-")), "{names:?}");
+    let verify = sdxl_weights(&["verify"], &[&out]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    let _ = std::fs::remove_dir_all(&out);
+}

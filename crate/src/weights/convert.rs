@@ -35,11 +35,14 @@ pub struct ConvertOptions {
     /// For a single-file checkpoint, which has none: the diffusers folder (weights not needed)
     /// whose `model_index.json`, configs, tokenizers and scheduler go with the model.
     pub config_from: Option<PathBuf>,
+    /// Only these `model_index.json` entries (networks or file folders) go into the model; all
+    /// when `None`. A refiner used beside its base needs only `unet`.
+    pub components: Option<Vec<String>>,
 }
 
 impl Default for ConvertOptions {
     fn default() -> Self {
-        Self { quant: StoredDtype::Q8, shard_bytes: DEFAULT_SHARD_MB << 20, block_size: quant::DEFAULT_BLOCK_SIZE, config_from: None }
+        Self { quant: StoredDtype::Q8, shard_bytes: DEFAULT_SHARD_MB << 20, block_size: quant::DEFAULT_BLOCK_SIZE, config_from: None, components: None }
     }
 }
 
@@ -67,6 +70,14 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
         (src, None)
     };
     let model_index: serde_json::Map<String, serde_json::Value> = read_json(&config_dir.join("model_index.json"))?;
+    let listed = |name: &str| model_index.get(name).and_then(|entry| entry.get(1)).is_some_and(|class| class.is_string());
+    if let Some(unknown) = options.components.iter().flatten().find(|name| !listed(name)) {
+        return Err(Error::Unsupported(format!(
+            "{}: model_index.json lists no component `{unknown}`",
+            config_dir.display()
+        )));
+    }
+    let wanted = |name: &str| options.components.as_ref().is_none_or(|names| names.iter().any(|n| n == name));
     // A single-file checkpoint, split into diffusers components.
     let mut parts = match &checkpoint {
         Some(file) => Some(single_file::components(file, &layout(config_dir, &model_index)?)?),
@@ -85,6 +96,10 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
         let Some(class) = entry.as_array().and_then(|pair| pair.get(1)).and_then(|class| class.as_str()) else {
             continue; // `_class_name`, flags, and `[null, null]` for an absent component
         };
+        if !wanted(component) {
+            parts.as_mut().map(|parts| parts.remove(component.as_str()));
+            continue;
+        }
         let dir = config_dir.join(component);
         if dir.join("config.json").is_file() {
             let config = read_json(&dir.join("config.json"))?;

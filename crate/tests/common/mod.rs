@@ -2,9 +2,12 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use burn::tensor::TensorData;
+use sdxl_web::pipeline::preview::Preview;
+use sdxl_web::pipeline::{Progress, Stage};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -22,4 +25,13 @@ pub fn relative_l2(ours: &TensorData, reference: &TensorData) -> f64 {
     }
     assert!(norm > 0.0, "the reference is all zeros: the comparison would prove nothing");
     (diff / norm).sqrt()
+}
+
+/// Progress that lets every run go on and asks for no previews.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn step(&mut self, _: Stage, _: usize, _: usize, _: Option<Preview>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
 }
