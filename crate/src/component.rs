@@ -10,11 +10,8 @@ use crate::pipeline::parts;
 use crate::models::clip::ClipTextModel;
 use crate::models::unet::{UNet2DConditionModel, UNetConfig};
 use crate::models::vae::{AutoencoderKL, VaeConfig};
-use crate::weights::diffusers::DiffusersFolder;
-use crate::weights::ModelSource;
-use crate::weights::manifest::MANIFEST_FILE;
+use crate::weights::ModelFolder;
 use crate::weights::safetensors_file::SafetensorsSource;
-use crate::weights::sharded::ShardedModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[clap(rename_all = "snake_case")]
@@ -89,19 +86,7 @@ pub fn run(
     inputs: &SafetensorsSource,
     device: &Device,
 ) -> Result<Vec<(String, TensorData)>> {
-    if model_dir.join(MANIFEST_FILE).is_file() {
-        run_model(&ShardedModel::open(model_dir)?, component, inputs, device)
-    } else {
-        run_model(&DiffusersFolder::open(model_dir)?, component, inputs, device)
-    }
-}
-
-fn run_model(
-    model: &impl ModelSource,
-    component: Component,
-    inputs: &SafetensorsSource,
-    device: &Device,
-) -> Result<Vec<(String, TensorData)>> {
+    let model = &ModelFolder::open(model_dir)?;
     let inputs = Inputs { source: inputs, device };
     let outputs = match component {
         Component::TextEncoder | Component::TextEncoder2 => {

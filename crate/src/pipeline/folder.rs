@@ -10,10 +10,8 @@ use super::parts::{self, BASE_PIPELINE, BaseParts, REFINER_PIPELINE, expect_pipe
 use super::{Base, Refiner};
 use crate::error::{Error, Result};
 use crate::tokenizer::ClipTokenizer;
-use crate::weights::ModelSource;
-use crate::weights::diffusers::{DiffusersFolder, read_json};
-use crate::weights::manifest::MANIFEST_FILE;
-use crate::weights::sharded::ShardedModel;
+use crate::weights::diffusers::read_json;
+use crate::weights::{ModelFolder, ModelSource};
 
 fn text_encoder(model: &impl ModelSource, tokenizer: &str, encoder: &str, device: &Device) -> Result<TextEncoder> {
     let dir = model.location().join(tokenizer);
@@ -40,22 +38,14 @@ fn refiner(model: &impl ModelSource, device: &Device) -> Result<Refiner> {
     Ok(Refiner::from_parts(model, parts::load(model, "unet", device)?.1))
 }
 
-fn is_converted(dir: &Path) -> bool {
-    dir.join(MANIFEST_FILE).is_file()
-}
-
 impl Base {
     pub fn from_folder(dir: &Path, device: &Device) -> Result<Self> {
-        if is_converted(dir) { base(&ShardedModel::open(dir)?, device) } else { base(&DiffusersFolder::open(dir)?, device) }
+        base(&ModelFolder::open(dir)?, device)
     }
 }
 
 impl Refiner {
     pub fn from_folder(dir: &Path, device: &Device) -> Result<Self> {
-        if is_converted(dir) {
-            refiner(&ShardedModel::open(dir)?, device)
-        } else {
-            refiner(&DiffusersFolder::open(dir)?, device)
-        }
+        refiner(&ModelFolder::open(dir)?, device)
     }
 }

@@ -62,6 +62,63 @@ impl ModelSource for DiffusersFolder {
     }
 }
 
+/// A model folder on disk (native): converted by weights-tools when it holds `manifest.json`,
+/// else a diffusers folder.
+#[cfg(not(target_arch = "wasm32"))]
+pub enum ModelFolder {
+    Diffusers(DiffusersFolder),
+    Converted(sharded::ShardedModel),
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ModelFolder {
+    pub fn open(dir: &Path) -> Result<Self> {
+        Ok(if dir.join(manifest::MANIFEST_FILE).is_file() {
+            Self::Converted(sharded::ShardedModel::open(dir)?)
+        } else {
+            Self::Diffusers(DiffusersFolder::open(dir)?)
+        })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ModelSource for ModelFolder {
+    fn location(&self) -> &Path {
+        match self {
+            Self::Diffusers(model) => model.location(),
+            Self::Converted(model) => model.location(),
+        }
+    }
+
+    fn class_of(&self, component: &str) -> Result<&str> {
+        match self {
+            Self::Diffusers(model) => ModelSource::class_of(model, component),
+            Self::Converted(model) => model.class_of(component),
+        }
+    }
+
+    fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T> {
+        match self {
+            Self::Diffusers(model) => ModelSource::config(model, component),
+            Self::Converted(model) => model.config(component),
+        }
+    }
+
+    fn model_index(&self) -> &serde_json::Map<String, serde_json::Value> {
+        match self {
+            Self::Diffusers(model) => ModelSource::model_index(model),
+            Self::Converted(model) => model.model_index(),
+        }
+    }
+
+    fn load<M: Module>(&self, component: &str, module: M, buffers: &[&str], device: &Device) -> Result<M> {
+        match self {
+            Self::Diffusers(model) => model.load(component, module, buffers, device),
+            Self::Converted(model) => model.load(component, module, buffers, device),
+        }
+    }
+}
+
 /// Somewhere named tensors can be read from, one at a time.
 pub trait TensorSource {
     /// Every tensor name the source holds.
