@@ -204,10 +204,10 @@ function generate() {
   }
   const [width, height] = size();
   const limit = app.adapter?.maxStorageBufferBindingSize;
-  // The largest buffer SDXL needs at a size: the first attention level's scores, 2 × 10 heads
-  // × (tokens at 1/16 of the pixels)² floats. A tiny model needs far less; this is a warning.
-  const tokens = (width / 16) * (height / 16);
-  const needed = 2 * 10 * tokens * tokens * 4;
+  // The largest buffer SDXL needs at a size: the VAE decoder's last upsampling, 256 channels of
+  // floats at full resolution (attention scores come in chunks of at most 128 MiB). A tiny model
+  // needs far less; this is a warning.
+  const needed = 256 * width * height * 4;
   const warning = limit && needed > limit ? ` (full-size SDXL at ${width}×${height} needs ${formatBytes(needed)} buffers; this GPU allows ${formatBytes(limit)}: choose a smaller size if it fails)` : '';
   const negative = $('negative').value;
   const request = {

@@ -5,23 +5,56 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 
-/// softmax(q·kᵀ/√d [+ causal mask])·v over [batch, heads, tokens, head_dim].
+/// The most bytes one block of attention scores may take: WebGPU's default (and everywhere
+/// guaranteed) `maxStorageBufferBindingSize`. SDXL at 1024² would otherwise materialize 1.3 GB of
+/// scores in the UNet's first attention level and 1 GiB in the VAE's mid-block.
+pub const MAX_SCORE_BYTES: usize = 128 << 20;
+
+/// softmax(q·kᵀ/√d [+ causal mask])·v over [batch, heads, tokens, head_dim], the queries taken in
+/// chunks whose scores fit [`MAX_SCORE_BYTES`].
 ///
-/// Every attention in SDXL goes through here, so a tiled (flash-style) kernel for large
-/// resolutions replaces this one function.
+/// Every attention in SDXL goes through here, so a tiled (flash-style) kernel replaces this one
+/// function.
 pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
-    let [_, _, tokens, head_dim] = q.dims();
-    let scores = q.matmul(k.swap_dims(2, 3)) * (head_dim as f64).powf(-0.5);
-    let scores = if causal {
-        // transformers fills with the lowest finite float, not −∞, which softmax handles alike.
-        // burn's `tril_mask` is true *outside* the lower triangle: the future tokens.
-        let mask = Tensor::<2, Bool>::tril_mask([tokens, tokens], 0, &scores.device());
-        let mask = mask.unsqueeze::<4>().expand(scores.dims());
-        scores.mask_fill(mask, f32::MIN)
-    } else {
-        scores
+    scaled_dot_product_within(q, k, v, causal, MAX_SCORE_BYTES)
+}
+
+/// [`scaled_dot_product`] holding at most `max_score_bytes` of scores at a time (at least one
+/// query row). Each query's softmax sees all keys, so chunking changes no value.
+pub fn scaled_dot_product_within(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool, max_score_bytes: usize) -> Tensor<4> {
+    let [batch, heads, tokens, head_dim] = q.dims();
+    let keys = k.dims()[2];
+    let row_bytes = batch * heads * keys * size_of::<f32>();
+    let rows = (max_score_bytes / row_bytes.max(1)).clamp(1, tokens.max(1));
+    let k_t = k.swap_dims(2, 3);
+    let scale = (head_dim as f64).powf(-0.5);
+    // transformers fills with the lowest finite float, not −∞, which softmax handles alike.
+    // burn's `tril_mask` is true *outside* the lower triangle: the future tokens.
+    let mask = causal.then(|| Tensor::<2, Bool>::tril_mask([tokens, keys], 0, &q.device()));
+    let attend = |q: Tensor<4>, first_row: usize| {
+        let scores = q.matmul(k_t.clone()) * scale;
+        let scores = match &mask {
+            Some(mask) => {
+                let rows = scores.dims()[2];
+                let mask = mask.clone().slice([first_row..first_row + rows, 0..keys]);
+                let shape = scores.dims();
+                scores.mask_fill(mask.unsqueeze::<4>().expand(shape), f32::MIN)
+            }
+            None => scores,
+        };
+        softmax(scores, 3).matmul(v.clone())
     };
-    softmax(scores, 3).matmul(v)
+    if rows >= tokens {
+        return attend(q, 0);
+    }
+    let chunks = (0..tokens)
+        .step_by(rows)
+        .map(|start| {
+            let end = (start + rows).min(tokens);
+            attend(q.clone().slice([0..batch, 0..heads, start..end, 0..head_dim]), start)
+        })
+        .collect();
+    Tensor::cat(chunks, 2)
 }
 
 /// [batch, tokens, heads·head_dim] → [batch, heads, tokens, head_dim]
@@ -98,3 +131,4 @@ impl Attention {
         out.swap_dims(1, 2).reshape([batch, channels, height, width]) + x
     }
 }
+
