@@ -203,12 +203,6 @@ function generate() {
     return;
   }
   const [width, height] = size();
-  const limit = app.adapter?.maxStorageBufferBindingSize;
-  // The largest buffer SDXL needs at a size: the VAE decoder's last upsampling, 256 channels of
-  // floats at full resolution (attention scores come in chunks of at most 128 MiB). A tiny model
-  // needs far less; this is a warning.
-  const needed = 256 * width * height * 4;
-  const warning = limit && needed > limit ? ` (full-size SDXL at ${width}×${height} needs ${formatBytes(needed)} buffers; this GPU allows ${formatBytes(limit)}: choose a smaller size if it fails)` : '';
   const negative = $('negative').value;
   const request = {
     prompt: $('prompt').value,
@@ -225,7 +219,7 @@ function generate() {
     previews: true,
   };
   $('progress').value = 0;
-  setState('generating', `Encoding the prompt…${warning}`);
+  setState('generating', 'Encoding the prompt…');
   worker.postMessage({ type: 'generate', request });
 }
 

@@ -147,7 +147,7 @@ mod cli {
         });
         let input = input.transpose()?;
         let base = Base::from_folder(&args.model, &device)?;
-        params.validate(base.vae_scale_factor)?;
+        params.validate(base.vae_config.scale_factor())?;
         let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
         let (noise, seed) = match (args.noise, args.seed) {
             (Some(path), _) => {

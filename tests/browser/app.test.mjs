@@ -86,7 +86,7 @@ function nativeImage(args) {
   return { shape: header.image.shape, pixels: new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length)) };
 }
 
-test('the image equals native sdxl generate; reload fetches no shard again; cancel stops mid-run', async () => {
+test('the image equals native sdxl generate; reload fetches no shard again; cancel stops mid-run; too large a size is refused', async () => {
   const { context, page } = await openApp();
   const loaded = await waitFor(page, ['ready', 'failed', 'no-webgpu', 'crashed']);
   assert.equal(loaded.state, 'ready', JSON.stringify(loaded));
@@ -138,6 +138,15 @@ test('the image equals native sdxl generate; reload fetches no shard again; canc
   assert.ok(progress < 200, `ran ${progress} steps`);
   assert.equal(await page.evaluate(() => window.sdxlApp.images.length), 0, 'a cancelled run added an image');
   await page.screenshot({ path: `${ARTIFACTS}app-cancelled.png`, fullPage: true });
+
+  // A size whose decoding needs a larger buffer than the adapter allows is refused before the run
+  // (the demo VAE at 8192²: 16 channels at full size, 4 GiB; SwiftShader allows 1 GiB).
+  await setParams(page, { steps: 4, seed: 7, width: 8192, height: 8192, refiner: false });
+  await page.click('#generate');
+  await page.waitForFunction(() => /needs a/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+  const refused = await state(page);
+  assert.equal(refused.state, 'ready', JSON.stringify(refused));
+  assert.match(refused.status, /8192×8192 needs a 4096 MiB buffer to decode the image; this GPU allows \d+ MiB: choose a smaller size/);
   await context.close();
 });
 

@@ -60,6 +60,26 @@ impl VaeConfig {
         1 << self.block_out_channels.len().saturating_sub(1)
     }
 
+    /// Bytes of the largest activation decoding a `width`×`height` image takes: the widest
+    /// channel count entering or leaving an up block at that block's resolution, or leaving its
+    /// upsampler at twice it (SDXL at 1024²: 256 channels at full size, 1 GiB). The mid-block's
+    /// attention scores stay below `attention::MAX_SCORE_BYTES`.
+    pub fn largest_decode_bytes(&self, width: usize, height: usize) -> u64 {
+        let channels: Vec<u64> = self.block_out_channels.iter().rev().map(|&c| c as u64).collect();
+        let scale = self.scale_factor() as u64;
+        let latent_pixels = (width as u64 / scale).saturating_mul(height as u64 / scale);
+        let (mut largest, mut input) = (0u64, channels.first().copied().unwrap_or(0));
+        for (i, &output) in channels.iter().enumerate() {
+            let pixels = latent_pixels.saturating_mul(1 << (2 * i));
+            largest = largest.max(input.max(output).saturating_mul(pixels));
+            if i + 1 < channels.len() {
+                largest = largest.max(output.saturating_mul(pixels).saturating_mul(4));
+            }
+            input = output;
+        }
+        largest.saturating_mul(size_of::<f32>() as u64)
+    }
+
     fn validate(&self) -> Result<()> {
         let blocks = self.block_out_channels.len();
         if blocks == 0 || self.down_block_types.len() != blocks || self.up_block_types.len() != blocks {

@@ -16,7 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::models::unet::UNet2DConditionModel;
-use crate::models::vae::AutoencoderKL;
+use crate::models::vae::{AutoencoderKL, VaeConfig};
 use crate::noise::NoiseGenerator;
 use crate::schedulers::{self, Scheduler, SchedulerConfig, SchedulerKind, StepOutput};
 use conditioning::{
@@ -31,10 +31,8 @@ pub struct Base {
     pub unet: UNet2DConditionModel,
     pub vae: AutoencoderKL,
     pub scheduler: SchedulerConfig,
-    /// Latents are multiplied by this after encoding, divided before decoding.
-    pub scaling_factor: f64,
-    /// Pixels per latent per side (8 for SDXL).
-    pub vae_scale_factor: usize,
+    /// The VAE's shape, latent scaling factor and pixels per latent side (8 for SDXL).
+    pub vae_config: VaeConfig,
     /// `model_index.json`'s `force_zeros_for_empty_prompt` (true for SDXL base).
     pub force_zeros_for_empty_prompt: bool,
 }
@@ -207,7 +205,7 @@ impl Base {
         device: &Device,
         warn: &mut dyn FnMut(String),
     ) -> Result<Generation<'a>> {
-        for warning in params.validate(self.vae_scale_factor)? {
+        for warning in params.validate(self.vae_config.scale_factor())? {
             warn(warning);
         }
         let latent_shape = self.latent_shape(params);
@@ -272,7 +270,7 @@ impl Base {
         if !(strength > 0.0 && strength <= 1.0) {
             return Err(Error::Input { name: "strength".into(), message: format!("{strength} is not inside (0, 1]") });
         }
-        for warning in params.validate(self.vae_scale_factor)? {
+        for warning in params.validate(self.vae_config.scale_factor())? {
             progress.warn(warning);
         }
         let scheduler = schedulers::new_scheduler(params.scheduler, &self.scheduler, params.steps)?;
@@ -287,7 +285,7 @@ impl Base {
         let pixels = image.permute([2, 0, 1]).unsqueeze::<4>() * 2.0 - 1.0;
         let (mean, std) = self.vae.encode_distribution(pixels);
         let posterior = draw(mean.dims());
-        let clean = (mean + std * posterior) * self.scaling_factor;
+        let clean = (mean + std * posterior) * self.vae_config.scaling_factor;
         let noise = draw(clean.dims());
         let latents = scheduler.add_noise(clean, noise, first);
 
@@ -321,7 +319,7 @@ impl Base {
 
     /// The initial noise's shape for an image of the requested size.
     pub fn latent_shape(&self, params: &GenerateParams) -> [usize; 4] {
-        [1, 4, params.height / self.vae_scale_factor, params.width / self.vae_scale_factor]
+        [1, 4, params.height / self.vae_config.scale_factor(), params.width / self.vae_config.scale_factor()]
     }
 
     /// The prompt's embeddings and, under guidance, the negative branch's: zeros when there is
@@ -362,7 +360,7 @@ impl Base {
     /// Latents → pixels [H, W, 3] in 0..1, left on the device (the browser reads them back
     /// asynchronously).
     pub fn decode_pixels(&self, latents: Tensor<4>) -> Tensor<3> {
-        let image = self.vae.decode(latents / self.scaling_factor);
+        let image = self.vae.decode(latents / self.vae_config.scaling_factor);
         let [_, _, height, width] = image.dims();
         (image / 2.0 + 0.5).clamp(0.0, 1.0).narrow(0, 0, 1).reshape([3, height, width]).permute([1, 2, 0])
     }

@@ -117,8 +117,7 @@ impl Base {
             unet: parts.unet,
             vae,
             scheduler: parts.scheduler,
-            scaling_factor: vae_config.scaling_factor,
-            vae_scale_factor: vae_config.scale_factor(),
+            vae_config,
             force_zeros_for_empty_prompt: force_zeros_for_empty_prompt(model, true),
         }
     }

@@ -139,6 +139,8 @@ pub struct Pipeline {
     base: Base,
     refiner: Option<Refiner>,
     device: Device,
+    /// The largest buffer the GPU allows, bytes.
+    buffer_limit: u64,
 }
 
 #[wasm_bindgen]
@@ -147,7 +149,9 @@ impl Pipeline {
     #[wasm_bindgen(constructor)]
     pub fn new(gpu: &Gpu, base: ModelLoader, refiner: Option<ModelLoader>) -> Result<Pipeline, JsValue> {
         let refiner = refiner.map(|loader| loader.assembly.into_refiner()).transpose().map_err(js_error)?;
-        Ok(Pipeline { base: base.assembly.into_base().map_err(js_error)?, refiner, device: gpu.device.clone() })
+        let limits = gpu.setup.device.limits();
+        let buffer_limit = limits.max_buffer_size.min(limits.max_storage_buffer_binding_size.into());
+        Ok(Pipeline { base: base.assembly.into_base().map_err(js_error)?, refiner, device: gpu.device.clone(), buffer_limit })
     }
 
     #[wasm_bindgen(getter, js_name = hasRefiner)]
@@ -160,7 +164,7 @@ impl Pipeline {
     /// and awaits its result: false (or a promise of false) cancels. Resolves to `{ width,
     /// height, rgba, png, seed, parameters, warnings }`.
     pub async fn generate(&self, request: String, on_step: js_sys::Function) -> Result<JsValue, JsValue> {
-        let request = parse_generate(&request, self.base.vae_scale_factor).map_err(js_error)?;
+        let request = parse_generate(&request, &self.base.vae_config, self.buffer_limit).map_err(js_error)?;
         let refiner = match (request.refiner, &self.refiner) {
             (false, _) => None,
             (true, Some(refiner)) => Some(refiner),

@@ -5,6 +5,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
+use crate::models::vae::VaeConfig;
 use crate::pipeline::GenerateParams;
 use crate::pipeline::conditioning::LongPrompt;
 use crate::schedulers::SchedulerKind;
@@ -53,8 +54,8 @@ pub struct Generate {
 }
 
 /// Parses and checks a request (the same checks as `sdxl generate`; warnings come when the
-/// run starts).
-pub fn parse_generate(json: &str, vae_scale_factor: usize) -> Result<Generate> {
+/// run starts), and that decoding its size fits the GPU's largest buffer, `buffer_limit` bytes.
+pub fn parse_generate(json: &str, vae: &VaeConfig, buffer_limit: u64) -> Result<Generate> {
     let request: Request = serde_json::from_str(json)
         .map_err(|e| Error::Input { name: "request".into(), message: e.to_string() })?;
     let mut params = GenerateParams::new(request.prompt);
@@ -70,7 +71,21 @@ pub fn parse_generate(json: &str, vae_scale_factor: usize) -> Result<Generate> {
     if let Some(mode) = request.long_prompt {
         params.long_prompt = mode.parse::<LongPrompt>()?;
     }
-    params.validate(vae_scale_factor)?;
+    params.validate(vae.scale_factor())?;
+    let needed = vae.largest_decode_bytes(params.width, params.height);
+    if needed > buffer_limit {
+        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
+        return Err(Error::Input {
+            name: "size".into(),
+            message: format!(
+                "{}×{} needs a {} MiB buffer to decode the image; this GPU allows {} MiB: choose a smaller size",
+                params.width,
+                params.height,
+                mib(needed),
+                buffer_limit >> 20
+            ),
+        });
+    }
     Ok(Generate { params, seed: request.seed, refiner: request.refiner, previews: request.previews })
 }
 
