@@ -7,18 +7,10 @@ mod common;
 
 use common::fixtures;
 use sdxl_web::weights::TensorSource;
+use sdxl_web::ops_check::relative_l2;
 use sdxl_web::weights::diffusers::{DiffusersFolder, weight_files};
 use sdxl_web::weights::quant::{self, DEFAULT_BLOCK_SIZE, StoredDtype};
 use sdxl_web::weights::safetensors_stream::SafetensorsStream;
-
-fn relative_l2(ours: &[f32], reference: &[f32]) -> f64 {
-    let (mut diff, mut norm) = (0f64, 0f64);
-    for (a, b) in ours.iter().zip(reference) {
-        diff += (*a as f64 - *b as f64).powi(2);
-        norm += (*b as f64).powi(2);
-    }
-    (diff / norm).sqrt()
-}
 
 fn round_trip_error(dtype: StoredDtype, values: &[f32], shape: &[usize]) -> f64 {
     let block = dtype.is_quantized().then_some(DEFAULT_BLOCK_SIZE);
