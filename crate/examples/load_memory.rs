@@ -1,11 +1,13 @@
 //! Loads each network of a converted model (weights-tools) with the shard loader, one at a
-//! time on burn's CPU backend, and prints the host memory it took: the peak while loading, what
-//! stays resident (the network's own f32 weights, which the CPU backend keeps in host memory) and
-//! the difference, the loader's own overhead — about one shard plus one tensor's upload.
+//! time, and prints the host memory it took: the peak while loading, what stays resident once
+//! loaded, the network's f32 weights, and the peak beyond them (the loader's own overhead). On
+//! the CPU backend every weight is expanded to f32 in host memory; on wgpu with lavapipe (whose
+//! device memory is host memory) q8/q4 Linear weights stay block-quantized.
 //!
-//! `cargo run -p sdxl-web --example load_memory -- MODEL_DIR`
+//! `cargo run -p sdxl-web --example load_memory -- MODEL_DIR [cpu|wgpu]`
 
 use burn::tensor::Device;
+use sdxl_web::device::DeviceChoice;
 use sdxl_web::memory::{self, gib};
 use sdxl_web::models::clip::ClipTextModel;
 use sdxl_web::models::unet::UNet2DConditionModel;
@@ -22,10 +24,12 @@ fn measure<P: Part>(model: &ShardedModel, component: &str, device: &Device) {
     let seconds = start.elapsed().as_secs_f64();
     let weights = module.num_params() as u64 * 4;
     let peak = memory::peak_resident().unwrap_or(0).saturating_sub(before);
+    let resident = memory::resident().unwrap_or(0).saturating_sub(before);
     println!(
-        "{component:<15} {:>14} params, {seconds:>6.1} s: peak +{}, f32 weights {}, overhead {} (largest shard {})",
+        "{component:<15} {:>14} params, {seconds:>6.1} s: peak +{}, resident +{}, f32 weights {}, overhead {} (largest shard {})",
         module.num_params(),
         gib(Some(peak)),
+        gib(Some(resident)),
         gib(Some(weights)),
         gib(Some(peak.saturating_sub(weights))),
         gib(Some(largest_shard)),
@@ -33,9 +37,13 @@ fn measure<P: Part>(model: &ShardedModel, component: &str, device: &Device) {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("usage: load_memory MODEL_DIR");
+    let dir = std::env::args().nth(1).expect("usage: load_memory MODEL_DIR [cpu|wgpu]");
     let model = ShardedModel::open(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{e}"));
-    let device = Device::flex();
+    let device = match std::env::args().nth(2).as_deref() {
+        Some("wgpu") => DeviceChoice::Wgpu,
+        _ => DeviceChoice::Cpu,
+    }
+    .device();
     // Smallest first: the allocator keeps what a dropped network freed, which would hide the
     // peaks of smaller ones measured after it.
     let mut components: Vec<&String> = model.manifest().components.keys().collect();

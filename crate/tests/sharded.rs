@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor};
 use common::{Quiet, fixtures, relative_l2};
 use sdxl_web::component::{self, Component};
+use sdxl_web::device::DeviceChoice;
 use sdxl_web::pipeline::{Base, GenerateParams, Noise, Refiner};
 use sdxl_web::tokenizer::ClipTokenizer;
 use sdxl_web::weights::convert::{ConvertOptions, convert};
-use sdxl_web::weights::quant::StoredDtype;
+use sdxl_web::weights::quant::{self, StoredDtype};
 use sdxl_web::weights::safetensors_file::SafetensorsSource;
 use sdxl_web::weights::sharded::{ModuleAssembly, ShardedModel};
 use sdxl_web::weights::ModelSource;
@@ -94,6 +95,35 @@ fn q8_within_its_documented_bound() {
 #[test]
 fn q4_within_its_documented_bound() {
     parity(StoredDtype::Q4, Q4_BOUND);
+}
+
+/// On wgpu, q8 and q4 Linear weights stay block-quantized on the device (burn's quantized tensors,
+/// which matmuls read as stored); the CPU backend has no such tensors and expands every weight to
+/// f32. Both give the same outputs.
+#[test]
+fn linear_weights_stay_quantized_on_wgpu() {
+    let (cpu, wgpu) = (Device::flex(), DeviceChoice::Wgpu.device());
+    for quant in [StoredDtype::Q8, StoredDtype::Q4] {
+        for model in ["tiny-sdxl-base", "tiny-sdxl-refiner"] {
+            let converted = Converted::new(model, quant, None);
+            let manifest = ShardedModel::open(&converted.0).unwrap().manifest().clone();
+            let kept = |device: &Device| {
+                manifest.tensors.iter().filter(|t| quant::device_scheme(t.dtype, &t.shape, t.block_size, device).is_some()).count()
+            };
+            println!("{quant} {model}: {} of {} tensors kept quantized on wgpu", kept(&wgpu), manifest.tensors.len());
+            assert!(kept(&wgpu) >= 20, "{quant} {model}: {} kept", kept(&wgpu));
+            assert_eq!(kept(&cpu), 0);
+            for (_, component, fixture) in CASES.iter().filter(|(m, ..)| *m == model) {
+                let inputs = SafetensorsSource::open(&[fixtures().join(format!("parity/{fixture}.in.safetensors"))]).unwrap();
+                let on_cpu = component::run(&converted.0, *component, &inputs, &cpu).unwrap();
+                let on_wgpu = component::run(&converted.0, *component, &inputs, &wgpu).unwrap();
+                for ((name, ours), (_, expected)) in on_wgpu.iter().zip(&on_cpu) {
+                    let error = relative_l2(ours, expected);
+                    assert!(error <= 1e-5, "{quant} {fixture} {name}: wgpu vs cpu relative L2 {error:.3e}");
+                }
+            }
+        }
+    }
 }
 
 /// Bounds from the measured errors (FORMAT.md), with headroom for other backends' rounding.

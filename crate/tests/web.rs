@@ -2,7 +2,7 @@
 //! wasm32-unknown-unknown --test web` or `wasm-pack test` (see the README).
 #![cfg(target_arch = "wasm32")]
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use sdxl_web::error::Error;
 use sdxl_web::ops_check::{relative_l2, run};
 use sdxl_web::pipeline::assembly::{Assembly, Role};
@@ -72,4 +72,26 @@ async fn the_demo_refiner_loads_file_by_file_on_webgpu() {
     assert!(matches!(refiner.add("unet-00000.bin", &corrupt), Err(Error::Integrity(_))));
     refiner.add("unet-00000.bin", shard).unwrap();
     refiner.into_refiner().unwrap();
+}
+
+/// On WebGPU, q8 and q4 matrices stay block-quantized on the device (matmuls read them as stored,
+/// `quant::device_quantized`) and give the products of the weight expanded to f32.
+#[wasm_bindgen_test]
+async fn quantized_matrices_stay_quantized_on_webgpu() {
+    use sdxl_web::weights::quant::{self, StoredDtype};
+    let device = webgpu().await;
+    let (rows, cols, batch) = (64, 96, 5);
+    let wave = |n: usize, step: f32| (0..n).map(|i| (i as f32 * step).sin()).collect::<Vec<f32>>();
+    let input = Tensor::<2>::from_data(TensorData::new(wave(batch * cols, 0.37), [batch, cols]), &device);
+    for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
+        let bytes = quant::encode(dtype, &wave(rows * cols, 0.11), &[rows, cols], Some(32)).unwrap();
+        let expanded = quant::decode(dtype, &bytes, &[rows, cols], Some(32)).unwrap();
+        let kept = quant::device_quantized(dtype, &bytes, &[rows, cols], Some(32), &device).expect("kept quantized on WebGPU");
+        let expanded = Tensor::<2>::from_data(TensorData::new(expanded, [rows, cols]), &device);
+        let ours = input.clone().matmul(kept.transpose()).into_data_async().await.unwrap();
+        let want = input.clone().matmul(expanded.transpose()).into_data_async().await.unwrap();
+        let error = relative_l2(&ours.try_to_vec::<f32>().unwrap(), &want.try_to_vec::<f32>().unwrap());
+        wasm_bindgen_test::console_log!("{dtype} kept quantized: relative L2 {error:.2e}");
+        assert!(error <= 1e-5, "{dtype}: relative L2 {error:.2e}");
+    }
 }

@@ -132,11 +132,12 @@ pub trait TensorSource {
     }
 }
 
-/// A tensor read for loading: f32 data on the host, or already on the device (flattened, with
-/// its checkpoint shape).
+/// A tensor read for loading: f32 data on the host, already on the device (flattened, with
+/// its checkpoint shape), or a matrix kept quantized on the device (`quant::device_quantized`).
 pub enum Stored {
     Host(TensorData),
     Device(Tensor<1>, Vec<usize>),
+    Quantized(Tensor<2>),
 }
 
 impl Stored {
@@ -144,6 +145,7 @@ impl Stored {
         match self {
             Stored::Host(data) => data.shape().to_vec(),
             Stored::Device(_, shape) => shape.clone(),
+            Stored::Quantized(tensor) => tensor.dims().to_vec(),
         }
     }
 
@@ -151,6 +153,11 @@ impl Stored {
         match self {
             Stored::Host(data) => Tensor::from_data(data, device),
             Stored::Device(tensor, shape) => tensor.reshape(burn::tensor::Shape::from(shape)),
+            // Only rank-2 parameters (Linear weights) are given quantized; the shape was checked.
+            Stored::Quantized(tensor) => {
+                let shape = tensor.shape();
+                tensor.reshape(shape)
+            }
         }
     }
 }

@@ -165,10 +165,14 @@ impl TensorSource for ShardView<'_> {
         Ok(Some(TensorData::new(values, tensor.shape.clone())))
     }
 
-    /// Quantized tensors go to the device as they are stored, all of the shard's at once, and
-    /// are expanded there; the rest (and a quantized tensor whose rows are not whole blocks)
-    /// is decoded on the host.
+    /// Quantized matrices stay quantized on a device that has block-quantized tensors; other
+    /// quantized tensors go to the device as they are stored, all of the shard's at once, and are
+    /// expanded there; the rest (and a quantized tensor whose rows are not whole blocks) is
+    /// decoded on the host.
     fn read_for(&self, name: &str, device: &Device) -> Result<Option<Stored>> {
+        if let Some(tensor) = self.device_quantized(name, device) {
+            return Ok(Some(Stored::Quantized(tensor)));
+        }
         let batch = self.expanded.get_or_init(|| self.expand(device));
         let batch = batch.as_ref().map_err(|message| self.model.shard_error(self.shard, message.clone()))?;
         match (batch.at.get(name), self.tensors.get(name)) {
@@ -188,10 +192,18 @@ struct Expanded {
 }
 
 impl ShardView<'_> {
+    fn device_quantized(&self, name: &str, device: &Device) -> Option<Tensor<2>> {
+        let (tensor, bytes) = self.stored(name)?;
+        quant::device_quantized(tensor.dtype, bytes, &tensor.shape, tensor.block_size, device)
+    }
+
     fn expand(&self, device: &Device) -> std::result::Result<Expanded, String> {
         let mut batches: BTreeMap<(StoredDtype, usize), (Vec<f32>, Vec<u8>, Vec<(&str, usize, usize)>)> = BTreeMap::new();
         for (&name, tensor) in &self.tensors {
             let (_, bytes) = self.stored(name).expect("a listed tensor");
+            if quant::device_scheme(tensor.dtype, &tensor.shape, tensor.block_size, device).is_some() {
+                continue; // kept quantized when read
+            }
             if let Some((scales, values)) = quant::whole_blocks(tensor.dtype, bytes, &tensor.shape, tensor.block_size) {
                 let block = tensor.block_size.expect("quantized");
                 let (all_scales, all_values, members) = batches.entry((tensor.dtype, block)).or_default();
