@@ -4,7 +4,7 @@
 //! the CPU backend every weight is expanded to f32 in host memory; on wgpu with lavapipe (whose
 //! device memory is host memory) q8/q4 Linear weights stay block-quantized.
 //!
-//! `cargo run -p sdxl-web --example load_memory -- MODEL_DIR [cpu|wgpu]`
+//! `cargo run -p sdxl-web --example load_memory -- MODEL_DIR [cpu|wgpu] [COMPONENT]`
 
 use burn::tensor::Device;
 use sdxl_web::device::DeviceChoice;
@@ -37,7 +37,7 @@ fn measure<P: Part>(model: &ShardedModel, component: &str, device: &Device) {
 }
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("usage: load_memory MODEL_DIR [cpu|wgpu]");
+    let dir = std::env::args().nth(1).expect("usage: load_memory MODEL_DIR [cpu|wgpu] [COMPONENT]");
     let model = ShardedModel::open(std::path::Path::new(&dir)).unwrap_or_else(|e| panic!("{e}"));
     let device = match std::env::args().nth(2).as_deref() {
         Some("wgpu") => DeviceChoice::Wgpu,
@@ -46,7 +46,9 @@ fn main() {
     .device();
     // Smallest first: the allocator keeps what a dropped network freed, which would hide the
     // peaks of smaller ones measured after it.
-    let mut components: Vec<&String> = model.manifest().components.keys().collect();
+    let only = std::env::args().nth(3);
+    let mut components: Vec<&String> =
+        model.manifest().components.keys().filter(|c| only.as_ref().is_none_or(|only| only == *c)).collect();
     components.sort_by_key(|c| model.manifest().shards_of(c).map(|s| s.size).sum::<u64>());
     for component in components {
         match component.as_str() {
