@@ -70,8 +70,7 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
         (src, None)
     };
     let model_index: serde_json::Map<String, serde_json::Value> = read_json(&config_dir.join("model_index.json"))?;
-    let listed = |name: &str| model_index.get(name).and_then(|entry| entry.get(1)).is_some_and(|class| class.is_string());
-    if let Some(unknown) = options.components.iter().flatten().find(|name| !listed(name)) {
+    if let Some(unknown) = options.components.iter().flatten().find(|name| !lists(&model_index, name)) {
         return Err(Error::Unsupported(format!(
             "{}: model_index.json lists no component `{unknown}`",
             config_dir.display()
@@ -163,6 +162,11 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
     Ok(manifest)
 }
 
+/// Whether `model_index.json` names a class for `component` (absent ones are `[null, null]`).
+fn lists(model_index: &serde_json::Map<String, serde_json::Value>, component: &str) -> bool {
+    model_index.get(component).and_then(|entry| entry.get(1)).is_some_and(|class| class.is_string())
+}
+
 /// The architecture facts the single-file key mapping needs, from the diffusers configs.
 fn layout(config_dir: &Path, model_index: &serde_json::Map<String, serde_json::Value>) -> Result<single_file::Layout> {
     let number = |component: &str, field: &str| -> Result<serde_json::Value> {
@@ -171,7 +175,7 @@ fn layout(config_dir: &Path, model_index: &serde_json::Map<String, serde_json::V
             Error::Weights(format!("{}: {component}/config.json has no `{field}`", config_dir.display()))
         })
     };
-    let has_clip_l = model_index.get("text_encoder").and_then(|entry| entry.get(1)).is_some_and(|class| class.is_string());
+    let has_clip_l = lists(model_index, "text_encoder");
     Ok(single_file::Layout {
         unet_layers_per_block: number("unet", "layers_per_block")?.as_u64().unwrap_or(2) as usize,
         vae_blocks: number("vae", "block_out_channels")?.as_array().map_or(4, Vec::len),
