@@ -97,11 +97,11 @@ fn q4_within_its_documented_bound() {
     parity(StoredDtype::Q4, Q4_BOUND);
 }
 
-/// On wgpu, q8 and q4 Linear weights stay block-quantized on the device (burn's quantized tensors,
-/// which matmuls read as stored); the CPU backend has no such tensors and expands every weight to
-/// f32. Both give the same outputs.
+/// On wgpu, q8 and q4 Linear and conv weights stay block-quantized on the device (burn's
+/// quantized tensors, which matmuls read as stored and convolutions expand per call); the CPU
+/// backend has no such tensors and expands every weight to f32. Both give the same outputs.
 #[test]
-fn linear_weights_stay_quantized_on_wgpu() {
+fn weights_stay_quantized_on_wgpu() {
     let (cpu, wgpu) = (Device::flex(), DeviceChoice::Wgpu.device());
     for quant in [StoredDtype::Q8, StoredDtype::Q4] {
         for model in ["tiny-sdxl-base", "tiny-sdxl-refiner"] {

@@ -1,20 +1,11 @@
 //! diffusers `ResnetBlock2D`, `Downsample2D` and `Upsample2D`.
 
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-pub fn conv3x3(channels_in: usize, channels_out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([channels_in, channels_out], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
-}
-
-pub fn conv1x1(channels_in: usize, channels_out: usize, device: &Device) -> Conv2d {
-    Conv2dConfig::new([channels_in, channels_out], [1, 1]).init(device)
-}
+use super::conv::{Conv2d, conv1x1, conv3x3};
 
 pub fn group_norm(groups: usize, channels: usize, eps: f64, device: &Device) -> GroupNorm {
     GroupNormConfig::new(groups, channels).with_epsilon(eps).init(device)
@@ -75,16 +66,8 @@ pub struct Downsample2D {
 
 impl Downsample2D {
     pub fn new(channels: usize, symmetric_padding: bool, device: &Device) -> Self {
-        let padding = if symmetric_padding {
-            PaddingConfig2d::Explicit(1, 1, 1, 1)
-        } else {
-            PaddingConfig2d::Explicit(0, 0, 1, 1)
-        };
-        let conv = Conv2dConfig::new([channels, channels], [3, 3])
-            .with_stride([2, 2])
-            .with_padding(padding)
-            .init(device);
-        Self { conv }
+        let padding = if symmetric_padding { [(1, 1); 2] } else { [(0, 1); 2] };
+        Self { conv: Conv2d::new([channels, channels], 3, 2, padding, device) }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {

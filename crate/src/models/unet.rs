@@ -2,7 +2,6 @@
 //! linear-projection transformers, per-block depth and heads.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::GroupNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
@@ -10,7 +9,8 @@ use serde::Deserialize;
 
 use super::config::{PerBlock, require};
 use super::embeddings::{TimestepEmbedding, timestep_sinusoids};
-use super::resnet::{conv3x3, group_norm};
+use super::conv::{Conv2d, conv3x3};
+use super::resnet::group_norm;
 use super::unet_blocks::{AttentionSettings, BlockSettings, DownBlock, MidBlock, UpBlock};
 use crate::error::{Error, Result};
 

@@ -1,7 +1,6 @@
 //! diffusers `AutoencoderKL`: the encoder to the latent distribution's mean, the decoder back.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::GroupNorm;
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
@@ -9,7 +8,8 @@ use serde::Deserialize;
 
 use super::attention::Attention;
 use super::config::require;
-use super::resnet::{Downsample2D, ResnetBlock2D, Upsample2D, conv1x1, conv3x3, group_norm};
+use super::conv::{Conv2d, conv1x1, conv3x3};
+use super::resnet::{Downsample2D, ResnetBlock2D, Upsample2D, group_norm};
 use crate::error::{Error, Result};
 
 /// The VAE's resnets and norms use this epsilon in diffusers (`resnet_eps=1e-6`).

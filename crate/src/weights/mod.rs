@@ -149,15 +149,17 @@ impl Stored {
         }
     }
 
-    fn into_tensor<const D: usize>(self, device: &Device) -> Tensor<D> {
+    /// The tensor as `shape`, which holds the same elements in the same order (a conv weight's
+    /// rows flattened); a quantized matrix is already `[rows, cols]`.
+    fn into_tensor<const D: usize>(self, shape: &[usize], device: &Device) -> Tensor<D> {
+        let shape = burn::tensor::Shape::from(shape.to_vec());
         match self {
-            Stored::Host(data) => Tensor::from_data(data, device),
-            Stored::Device(tensor, shape) => tensor.reshape(burn::tensor::Shape::from(shape)),
-            // Only rank-2 parameters (Linear weights) are given quantized; the shape was checked.
-            Stored::Quantized(tensor) => {
-                let shape = tensor.shape();
-                tensor.reshape(shape)
+            Stored::Host(data) => {
+                let dtype = data.dtype();
+                Tensor::from_data(TensorData::from_bytes(data.into_bytes(), shape, dtype), device)
             }
+            Stored::Device(tensor, _) => tensor.reshape(shape),
+            Stored::Quantized(tensor) => tensor.reshape(shape),
         }
     }
 }
@@ -251,9 +253,8 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    /// The checkpoint name of the parameter at the current path, and whether burn stores it
-    /// transposed relative to the checkpoint.
-    fn checkpoint_name(&self) -> (String, bool) {
+    /// The checkpoint name of the parameter at the current path, and how the module holds it.
+    fn checkpoint_name(&self) -> (String, Layout) {
         let owner = self.containers.last().map(String::as_str).unwrap_or("");
         let leaf = self.path.last().map(String::as_str).unwrap_or("");
         let is_norm = matches!(owner, "Struct:GroupNorm" | "Struct:LayerNorm");
@@ -264,11 +265,17 @@ impl Loader<'_> {
         };
         let mut parts = self.path[..self.path.len().saturating_sub(1)].to_vec();
         parts.push(leaf.to_string());
-        (parts.join("."), owner == "Struct:Linear" && leaf == "weight")
+        let layout = match (owner, leaf) {
+            ("Struct:Linear", "weight") => Layout::Transposed,
+            ("Struct:Conv2d", "weight") => Layout::Flattened,
+            _ => Layout::AsStored,
+        };
+        (parts.join("."), layout)
     }
 
     fn fetch<const D: usize>(&mut self, expected: &[usize]) -> Option<Tensor<D>> {
-        let (name, transposed) = self.checkpoint_name();
+        let (name, layout) = self.checkpoint_name();
+        let transposed = layout == Layout::Transposed;
         let data = match self.source.read_for(&name, &self.device) {
             Ok(Some(data)) => data,
             Ok(None) if self.partial => {
@@ -289,6 +296,9 @@ impl Loader<'_> {
         if transposed {
             shape.reverse();
         }
+        if layout == Layout::Flattened && !shape.is_empty() {
+            shape = vec![shape[0], shape[1..].iter().product()];
+        }
         if shape != expected {
             let mut stored = data.shape();
             if transposed {
@@ -301,9 +311,23 @@ impl Loader<'_> {
             self.errors.push(format!("tensor {name} has shape {stored:?}, expected {wanted:?}"));
             return None;
         }
-        let tensor = data.into_tensor::<D>(&self.device);
+        let mut stored = expected.to_vec();
+        if transposed {
+            stored.reverse();
+        }
+        let tensor = data.into_tensor::<D>(&stored, &self.device);
         Some(if transposed { tensor.transpose() } else { tensor })
     }
+}
+
+/// How a module holds a checkpoint tensor.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    AsStored,
+    /// burn's `Linear`: `[in, out]` for the checkpoint's `[out, in]`.
+    Transposed,
+    /// Our `Conv2d`: `[out, in·kh·kw]` for the checkpoint's `[out, in, kh, kw]`.
+    Flattened,
 }
 
 impl ModuleMapper for Loader<'_> {

@@ -186,9 +186,10 @@ pub fn whole_blocks<'a>(
     Some((scales.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(), values))
 }
 
-/// A q8/q4 matrix `[rows, cols]` (a Linear weight in checkpoint layout) as burn's block-quantized
-/// tensor on `device`, kept quantized there: matmuls read it as stored, dequantizing as they go,
-/// so it takes ~1.1 (q8) or ~0.6 (q4) bytes per parameter instead of f32's 4. `None` where the
+/// A q8/q4 weight as burn's block-quantized `[rows, cols]` tensor on `device` (a Linear weight in
+/// checkpoint layout, a conv weight with its rows flattened), kept quantized there: matmuls read
+/// it as stored, dequantizing as they go, convolutions expand it for the call; it takes ~1.1 (q8)
+/// or ~0.6 (q4) bytes per parameter instead of f32's 4. `None` where the
 /// device has no such tensors (the CPU backend) or the rows are not whole blocks of whole 32-bit
 /// words; those tensors are expanded to f32 instead. Scales travel as f32 (WebGPU may lack f16).
 pub fn device_quantized(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block_size: Option<usize>, device: &Device) -> Option<Tensor<2>> {
@@ -201,7 +202,8 @@ pub fn device_quantized(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block
         _ => values.iter().map(|byte| byte ^ 0x88).collect(),
     };
     packed.extend(scales.iter().flat_map(|scale| scale.to_le_bytes()));
-    Some(Tensor::from_data(TensorData::from_bytes_vec(packed, [shape[0], shape[1]], DType::QFloat(scheme)), device))
+    let (rows, cols) = rows_cols(shape)?;
+    Some(Tensor::from_data(TensorData::from_bytes_vec(packed, [rows, cols], DType::QFloat(scheme)), device))
 }
 
 /// The block-quantized form [`device_quantized`] gives a tensor, if it gives one.
@@ -212,7 +214,7 @@ pub fn device_scheme(dtype: StoredDtype, shape: &[usize], block_size: Option<usi
         _ => return None,
     };
     let block = block_size?;
-    let &[_, cols] = shape else { return None };
+    let (_, cols) = rows_cols(shape)?;
     let scheme = QuantScheme::default()
         .with_value(value)
         .with_store(QuantStore::PackedU32(0))
