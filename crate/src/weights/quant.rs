@@ -1,7 +1,8 @@
 //! How a tensor is stored in a shard (weights-tools/FORMAT.md): f32, f16, or symmetric
 //! block quantization (q8, q4) with f16 scales, blocks running along the input dimension.
-//! The converter encodes with this code; the loader expands quantized tensors on the device
-//! ([`dequantize_blocks`]), [`decode`] is the host reference.
+//! The converter encodes with this code; the loader keeps quantized weights quantized on a GPU
+//! ([`device_quantized`]) or expands them on the device ([`dequantize_blocks`]); [`decode`] is the
+//! host reference.
 
 use std::fmt;
 
@@ -189,9 +190,9 @@ pub fn whole_blocks<'a>(
 /// A q8/q4 weight as burn's block-quantized `[rows, cols]` tensor on `device` (a Linear weight in
 /// checkpoint layout, a conv weight with its rows flattened), kept quantized there: matmuls read
 /// it as stored, dequantizing as they go, convolutions expand it for the call; it takes ~1.1 (q8)
-/// or ~0.6 (q4) bytes per parameter instead of f32's 4. `None` where the
-/// device has no such tensors (the CPU backend) or the rows are not whole blocks of whole 32-bit
-/// words; those tensors are expanded to f32 instead. Scales travel as f32 (WebGPU may lack f16).
+/// or ~0.6 (q4) bytes per parameter instead of f32's 4. `None` where the device has no such
+/// tensors (the CPU backend) or the rows are not whole blocks of whole 32-bit words; those
+/// tensors are expanded to f32 instead. Scales travel as f32 (WebGPU may lack f16).
 pub fn device_quantized(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block_size: Option<usize>, device: &Device) -> Option<Tensor<2>> {
     let scheme = device_scheme(dtype, shape, block_size, device)?;
     let (scales, values) = whole_blocks(dtype, bytes, shape, block_size)?;

@@ -128,7 +128,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     }
 }
 
-/// The tensors of one checked shard, dequantized to f32 as they are read.
+/// The tensors of one checked shard, as the device takes them: kept quantized, or expanded to f32.
 pub struct ShardView<'a> {
     model: &'a ShardedModel,
     shard: &'a ShardEntry,
