@@ -148,6 +148,11 @@ mod cli {
         let input = input.transpose()?;
         let base = Base::from_folder(&args.model, &device)?;
         params.validate(base.vae_config.scale_factor())?;
+        // On the CPU backend buffers are host memory: a size that cannot fit is refused up front
+        // rather than aborting on a failed allocation.
+        if let (DeviceChoice::Cpu, Some(available)) = (args.device, sdxl_web::memory::available()) {
+            params.check_decode_fits(&base.vae_config, available, &format!("only {} MiB of memory are available", available >> 20))?;
+        }
         let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
         let (noise, seed) = match (args.noise, args.seed) {
             (Some(path), _) => {

@@ -2,9 +2,18 @@
 //! tools that print what they used. `None` where it cannot be read.
 
 fn status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    proc_kib("/proc/self/status", field)
+}
+
+fn proc_kib(file: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(file).ok()?;
     let line = status.lines().find_map(|line| line.strip_prefix(field))?;
     line.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// Memory the system can still give (MemAvailable).
+pub fn available() -> Option<u64> {
+    proc_kib("/proc/meminfo", "MemAvailable:").map(|kib| kib * 1024)
 }
 
 /// Peak resident bytes (VmHWM) since the start or the last [`reset_peak`].

@@ -80,6 +80,24 @@ impl GenerateParams {
         }
     }
 
+    /// Refuses a size whose VAE decoding needs one buffer larger than `limit` bytes;
+    /// `limit_text` says what sets the limit ("this GPU allows 1024 MiB").
+    pub fn check_decode_fits(&self, vae: &VaeConfig, limit: u64, limit_text: &str) -> Result<()> {
+        let needed = vae.largest_decode_bytes(self.width, self.height);
+        if needed <= limit {
+            return Ok(());
+        }
+        Err(Error::Input {
+            name: "size".into(),
+            message: format!(
+                "{}×{} needs a {} MiB buffer to decode the image; {limit_text}: choose a smaller size",
+                self.width,
+                self.height,
+                needed.div_ceil(1 << 20)
+            ),
+        })
+    }
+
     /// Checks the parameters, returning warnings for what is allowed but unusual.
     pub fn validate(&self, vae_scale_factor: usize) -> Result<Vec<String>> {
         let invalid = |name: &str, message: String| Err(Error::Input { name: name.into(), message });

@@ -72,20 +72,7 @@ pub fn parse_generate(json: &str, vae: &VaeConfig, buffer_limit: u64) -> Result<
         params.long_prompt = mode.parse::<LongPrompt>()?;
     }
     params.validate(vae.scale_factor())?;
-    let needed = vae.largest_decode_bytes(params.width, params.height);
-    if needed > buffer_limit {
-        let mib = |bytes: u64| bytes.div_ceil(1 << 20);
-        return Err(Error::Input {
-            name: "size".into(),
-            message: format!(
-                "{}×{} needs a {} MiB buffer to decode the image; this GPU allows {} MiB: choose a smaller size",
-                params.width,
-                params.height,
-                mib(needed),
-                buffer_limit >> 20
-            ),
-        });
-    }
+    params.check_decode_fits(vae, buffer_limit, &format!("this GPU allows {} MiB", buffer_limit >> 20))?;
     Ok(Generate { params, seed: request.seed, refiner: request.refiner, previews: request.previews })
 }
 
