@@ -125,6 +125,14 @@ fn wrong_shape_is_named() {
         entry.2 = vec![entry.2[0] / 2, 2];
     });
     assert_mentions(&scratch.vae_error(), &["quant_conv.bias", "expected [8]"]);
+
+    // A Linear weight (held transposed) is reported in the checkpoint's orientation.
+    let scratch = Scratch::new("linear-shape");
+    scratch.edit("vae", |tensors| {
+        let entry = tensors.iter_mut().find(|(name, ..)| name == "encoder.mid_block.attentions.0.to_q.weight").unwrap();
+        entry.2 = vec![8, 32];
+    });
+    assert_mentions(&scratch.vae_error(), &["to_q.weight has shape [8, 32], expected [16, 16]"]);
 }
 
 #[test]

@@ -292,30 +292,22 @@ impl Loader<'_> {
             }
         };
         self.used.insert(name.clone());
-        let mut shape = data.shape();
+        // The parameter's shape in the checkpoint's orientation, and the stored one as the
+        // module holds it (a conv weight's rows flattened).
+        let mut wanted = expected.to_vec();
         if transposed {
-            shape.reverse();
+            wanted.reverse();
         }
-        if layout == Layout::Flattened && !shape.is_empty() {
-            shape = vec![shape[0], shape[1..].iter().product()];
-        }
-        if shape != expected {
-            let mut stored = data.shape();
-            if transposed {
-                stored.reverse();
-            }
-            let mut wanted = expected.to_vec();
-            if transposed {
-                wanted.reverse();
-            }
+        let stored = data.shape();
+        let held = match (layout, stored.split_first()) {
+            (Layout::Flattened, Some((rows, rest))) => vec![*rows, rest.iter().product()],
+            _ => stored.clone(),
+        };
+        if held != wanted {
             self.errors.push(format!("tensor {name} has shape {stored:?}, expected {wanted:?}"));
             return None;
         }
-        let mut stored = expected.to_vec();
-        if transposed {
-            stored.reverse();
-        }
-        let tensor = data.into_tensor::<D>(&stored, &self.device);
+        let tensor = data.into_tensor::<D>(&wanted, &self.device);
         Some(if transposed { tensor.transpose() } else { tensor })
     }
 }
