@@ -12,7 +12,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use sdxl_web::component::{self, Component};
 use sdxl_web::ops_check::relative_l2;
-use sdxl_web::weights::safetensors_file::SafetensorsSource;
+use sdxl_web::weights::safetensors_file::{self, SafetensorsSource};
 
 /// SDXL base inputs of one component, written to a safetensors file `component::run` reads.
 fn inputs(component: Component, dir: &std::path::Path, device: &Device) -> PathBuf {
@@ -39,14 +39,8 @@ fn inputs(component: Component, dir: &std::path::Path, device: &Device) -> PathB
         Component::VaeEncoder => vec![("sample", random(vec![1, 3, 256, 256]))],
     };
     let path = dir.join(format!("{component:?}.safetensors"));
-    let views: Vec<(&str, safetensors::tensor::TensorView)> = tensors
-        .iter()
-        .map(|(name, data)| {
-            let dtype = if data.dtype() == burn::tensor::DType::I64 { safetensors::Dtype::I64 } else { safetensors::Dtype::F32 };
-            (*name, safetensors::tensor::TensorView::new(dtype, data.shape().to_vec(), data.as_bytes()).unwrap())
-        })
-        .collect();
-    safetensors::serialize_to_file(views, None, &path).unwrap();
+    let named: Vec<(&str, &TensorData)> = tensors.iter().map(|(name, data)| (*name, data)).collect();
+    safetensors_file::write(&path, &named).unwrap();
     path
 }
 

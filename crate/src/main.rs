@@ -26,7 +26,7 @@ mod cli {
     use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
     use sdxl_web::schedulers::SchedulerKind;
     use sdxl_web::weights::TensorSource;
-    use sdxl_web::weights::safetensors_file::{SafetensorsSource, write_f32};
+    use sdxl_web::weights::safetensors_file::{self, SafetensorsSource};
 
     #[derive(Parser)]
     #[command(name = "sdxl", about = "Stable Diffusion XL in burn")]
@@ -185,7 +185,7 @@ mod cli {
         std::fs::write(&args.out, png).map_err(|e| Error::io(&args.out, e))?;
         eprintln!("wrote {}", args.out.display());
         if let Some(path) = args.out_tensor {
-            write_f32(&path, &[("image", &image.pixels)])?;
+            safetensors_file::write(&path, &[("image", &image.pixels)])?;
             eprintln!("wrote {}", path.display());
         }
         Ok(())
@@ -212,7 +212,7 @@ mod cli {
                 let inputs = SafetensorsSource::open(&[input])?;
                 let outputs = component::run(&model, component, &inputs, &device.device())?;
                 let named: Vec<(&str, &_)> = outputs.iter().map(|(name, data)| (name.as_str(), data)).collect();
-                write_f32(&output, &named)
+                safetensors_file::write(&output, &named)
             }
             Command::Generate(args) => generate(args),
         }

@@ -80,17 +80,18 @@ fn malformed(path: &Path, error: impl std::fmt::Display) -> Error {
     Error::Safetensors { path: path.to_path_buf(), message: error.to_string() }
 }
 
-/// Writes f32 tensors as a safetensors file.
-pub fn write_f32(path: &Path, tensors: &[(&str, &TensorData)]) -> Result<()> {
+/// Writes f32 and i64 tensors as a safetensors file.
+pub fn write(path: &Path, tensors: &[(&str, &TensorData)]) -> Result<()> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(name, data)| {
-            let view = safetensors::tensor::TensorView::new(
-                Dtype::F32,
-                data.shape().to_vec(),
-                data.as_bytes(),
-            )
-            .map_err(|e| malformed(path, e))?;
+            let dtype = match data.dtype() {
+                DType::F32 => Dtype::F32,
+                DType::I64 => Dtype::I64,
+                other => return Err(malformed(path, format!("tensor {name}: {other:?} is not written"))),
+            };
+            let view = safetensors::tensor::TensorView::new(dtype, data.shape().to_vec(), data.as_bytes())
+                .map_err(|e| malformed(path, e))?;
             Ok((name.to_string(), view))
         })
         .collect::<Result<_>>()?;
