@@ -40,13 +40,15 @@ function notice(message, action) {
   }
 }
 
+// A trapped wasm module ('crashed') and a lost device ('gpu') are one event for the user.
+const GPU_STOPPED = 'The GPU stopped (the device was lost or ran out of memory). Your cached models are kept: restart to load them again.';
 const ADVICE = {
   'no-webgpu': 'This browser offers no WebGPU. Use a current Chrome or Edge (version 113 or later) on Windows, macOS or ChromeOS, Chrome on Android 12+, or Safari 26+; on Linux enable chrome://flags/#enable-unsafe-webgpu and Vulkan. Firefox 141+ has WebGPU on Windows.',
   network: 'The model could not be downloaded.',
   integrity: 'A model file does not match its manifest.',
   quota: 'Browser storage is full.',
-  crashed: 'The GPU stopped (the device was lost or ran out of memory). Your cached models are kept: restart to load them again.',
-  gpu: 'The GPU stopped (the device was lost or ran out of memory). Your cached models are kept: restart to load them again.',
+  crashed: GPU_STOPPED,
+  gpu: GPU_STOPPED,
 };
 
 let worker;
