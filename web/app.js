@@ -4,6 +4,9 @@
 
 const $ = (id) => document.getElementById(id);
 const DEMO = { base: 'web/demo-model/base/', refiner: 'web/demo-model/refiner/' };
+// What the bundled demo model is for: showing the machinery quickly (its weights are random).
+const DEMO_SETTINGS = { steps: 4, width: 64, height: 64 };
+const DEMO_CAPTION = 'The bundled demo model has random weights: its images are noise that shows the machinery, not a picture. Load a converted SDXL model for real images.';
 const MB = 1024 * 1024;
 
 const app = { state: 'starting', last: null, images: [], events: [], adapter: null };
@@ -19,13 +22,20 @@ function formatBytes(bytes) {
 
 function setState(state, text, isError = false) {
   app.state = state;
-  $('status').textContent = text;
-  $('status').className = isError ? 'error' : '';
-  const busy = ['loading', 'downloading', 'generating'].includes(state);
+  for (const id of ['status', 'action-status']) {
+    $(id).textContent = text;
+    $(id).className = isError ? 'error' : (id === 'action-status' ? 'small' : '');
+  }
+  const busy = ['loading', 'downloading', 'generating', 'cancelling'].includes(state);
   $('generate').disabled = state !== 'ready';
   $('cancel').disabled = state !== 'generating';
   $('load').disabled = busy || state === 'crashed';
+  // Freeing the pipeline under a running generation would pull the model from under it.
+  $('release').disabled = busy || state === 'crashed';
 }
+
+const sameOrigin = (address) => !address || new URL(address, location.href).origin === location.origin;
+const isDemo = () => $('model-url').value === new URL(DEMO.base, location.href).href;
 
 /** Shows advice the user can act on; `action` adds a button. */
 function notice(message, action) {
@@ -49,6 +59,7 @@ const ADVICE = {
   quota: 'Browser storage is full.',
   crashed: GPU_STOPPED,
   gpu: GPU_STOPPED,
+  output: 'The image could not be encoded.',
 };
 
 let worker;
@@ -67,6 +78,7 @@ function startWorker() {
 function restart() {
   worker.terminate();
   $('notice').hidden = true;
+  $('preview').hidden = true;
   app.loaded = null;
   startWorker();
 }
@@ -83,11 +95,20 @@ function showStorage(estimate) {
 }
 
 const handlers = {
-  ready({ adapter }) {
+  ready({ adapter, defaults }) {
     app.adapter = adapter;
+    app.defaults = defaults;
+    applyDefaults(defaults);
     $('adapter').textContent = `GPU: ${adapter.name || 'unnamed adapter'} (${adapter.backend}); largest buffer ${formatBytes(adapter.maxBufferSize)}.`;
-    const isDemo = $('model-url').value === new URL(DEMO.base, location.href).href;
-    load(isDemo); // the bundled demo model is small: no need to ask
+    // A link naming a model on another host loads nothing before the user agrees.
+    const foreign = [$('model-url').value, $('refiner-url').value].filter((address) => !sameOrigin(address));
+    if (foreign.length) {
+      const hosts = [...new Set(foreign.map((address) => new URL(address, location.href).host))].join(', ');
+      setState('failed', `This link asks to load a model from ${hosts}.`);
+      notice(`This link asks to load a model from ${hosts}. Nothing is fetched from there until you agree.`, { label: `Load from ${hosts}`, run: () => load(false) });
+      return;
+    }
+    load(isDemo()); // the bundled demo model is small: no need to ask
   },
   plan({ total, cachedBytes, files, estimate }) {
     showStorage(estimate);
@@ -113,8 +134,14 @@ const handlers = {
     const left = eta !== undefined ? `, ${Math.ceil(eta)} s left` : '';
     setState('downloading', `Downloading: ${formatBytes(done)} of ${formatBytes(total)}${rate}${left}`);
   },
-  loaded({ hasRefiner, fetched, files, estimate }) {
+  loaded({ hasRefiner, sizeMultiple, fetched, files, estimate }) {
     showStorage(estimate);
+    // The custom size offers only sizes the model can take.
+    for (const id of ['width', 'height']) Object.assign($(id), { min: sizeMultiple, step: sizeMultiple });
+    app.sizeMultiple = sizeMultiple;
+    $('caption').hidden = !isDemo();
+    $('caption').textContent = isDemo() ? DEMO_CAPTION : '';
+    if (isDemo()) applyDefaults({ ...app.defaults, ...DEMO_SETTINGS });
     $('refiner').disabled = !hasRefiner;
     $('refiner').checked &&= hasRefiner;
     app.loaded = { hasRefiner, fetched, files };
@@ -123,25 +150,39 @@ const handlers = {
   step({ index, total, stage, preview }) {
     $('progress').max = total;
     $('progress').value = index;
-    setState('generating', `Step ${index} of ${total} (${stage})`);
+    // Time per step from the second step on (the first also encodes the prompt).
+    const now = performance.now();
+    app.run.firstStepDone ??= now;
+    const perStep = index > 1 ? (now - app.run.firstStepDone) / (index - 1) : now - app.run.started;
+    const left = (total - index) * perStep / 1000;
+    const timing = `, ${(perStep / 1000).toFixed(1)} s per step${index < total ? `, about ${formatDuration(left)} left` : ''}`;
+    if (app.state !== 'cancelling') {
+      setState('generating', index < total ? `Step ${index} of ${total} done (${stage})${timing}` : `Decoding the image (${total} steps done)…`);
+    }
     if (preview) {
       const canvas = $('preview');
       [canvas.width, canvas.height] = [preview.width, preview.height];
-      canvas.getContext('2d').putImageData(new ImageData(preview.rgba, preview.width, preview.height), 0, 0);
+      const rgba = new Uint8ClampedArray(preview.rgba.buffer, preview.rgba.byteOffset, preview.rgba.length);
+      canvas.getContext('2d').putImageData(new ImageData(rgba, preview.width, preview.height), 0, 0);
       canvas.hidden = false;
       $('result').hidden = true;
     }
   },
   image(result) {
     app.last = result;
+    app.lastPrompt = result.request.prompt;
     const url = URL.createObjectURL(new Blob([result.png], { type: 'image/png' }));
     app.images.push(url);
-    showImage(url, result.seed);
-    const thumb = document.createElement('img');
-    thumb.src = url;
-    thumb.alt = result.parameters;
+    showImage(url, result.seed, result.request.prompt);
+    // A button, so the strip is reachable and usable by keyboard.
+    const thumb = document.createElement('button');
+    thumb.type = 'button';
     thumb.title = result.parameters;
-    thumb.onclick = () => showImage(url, result.seed);
+    const img = document.createElement('img');
+    img.src = url;
+    img.alt = `Earlier image: ${result.request.prompt}`;
+    thumb.append(img);
+    thumb.onclick = () => showImage(url, result.seed, result.request.prompt);
     $('strip').prepend(thumb);
     const warnings = result.warnings.length ? ` Warnings: ${result.warnings.join('; ')}` : '';
     setState('ready', `Done in ${result.seconds.toFixed(1)} s.${warnings}`);
@@ -156,6 +197,7 @@ const handlers = {
   'cache-cleared'({ estimate }) {
     showStorage(estimate);
     $('storage').textContent += ' Cached models cleared.';
+    if (app.state === 'ready') setState('ready', 'Cached models cleared. The loaded model stays usable until released; loading it again downloads it.');
   },
   warning({ message }) {
     notice(message);
@@ -182,14 +224,39 @@ const handlers = {
 
 const pipelineLoaded = () => Boolean(app.loaded) && app.state !== 'released';
 
-function showImage(url, seed) {
+/** Hides the previous run's image and its download while a new run is under way. */
+function clearResult() {
+  for (const id of ['result', 'save', 'used-seed']) $(id).hidden = true;
+}
+
+function showImage(url, seed, prompt) {
   $('result').src = url;
+  $('result').alt = prompt;
   $('result').hidden = false;
   $('preview').hidden = true;
   $('save').href = url;
   $('save').download = `sdxl-${seed}.png`;
   $('save').hidden = false;
-  $('used-seed').textContent = `Seed ${seed}`;
+  $('used-seed').textContent = `Seed ${seed} (use again)`;
+  $('used-seed').hidden = false;
+  $('used-seed').onclick = () => { $('seed').value = seed; };
+}
+
+function formatDuration(seconds) {
+  return seconds < 90 ? `${Math.ceil(seconds)} s` : `${Math.round(seconds / 60)} min`;
+}
+
+/** The form starts at the parameters' defaults, which the wasm module gives (one source). */
+function applyDefaults(defaults) {
+  $('steps').value = defaults.steps;
+  $('guidance').value = defaults.guidance;
+  $('scheduler').value = defaults.scheduler;
+  $('refiner-start').value = defaults.refiner_start;
+  $('width').value = defaults.width;
+  $('height').value = defaults.height;
+  const bucket = `${defaults.width}×${defaults.height}`;
+  $('size').value = [...$('size').options].some((option) => option.value === bucket) ? bucket : 'custom';
+  $('form').classList.toggle('custom-size', $('size').value === 'custom');
 }
 
 function size() {
@@ -197,13 +264,41 @@ function size() {
   return $('size').value.split('×').map(Number);
 }
 
+/** A random seed below 2^53 (exact as a JavaScript number). */
+function randomSeed() {
+  const [high, low] = crypto.getRandomValues(new Uint32Array(2));
+  return String((BigInt(high & 0x1fffff) << 32n) | BigInt(low));
+}
+
+/** The form's problem, in words, or null: the same check for the button and Ctrl+Enter. */
+function formProblem() {
+  const seed = $('seed').value.trim();
+  if (seed !== '' && seed !== '-1' && (!/^\d+$/.test(seed) || BigInt(seed) >= 2n ** 64n)) {
+    return 'The seed must be a whole number from 0 to 18446744073709551615, or −1 (or empty) for a random one.';
+  }
+  const steps = Number($('steps').value);
+  if (!Number.isInteger(steps) || steps < 1 || steps > 1000) return 'Steps must be a whole number from 1 to 1000.';
+  const guidance = Number($('guidance').value);
+  if ($('guidance').value.trim() === '' || !(guidance >= 0)) return 'Guidance must be a number of 0 or more.';
+  const switchAt = Number($('refiner-start').value);
+  if (!(switchAt > 0 && switchAt < 1)) return 'The refiner switch point must lie between 0 and 1.';
+  const multiple = app.sizeMultiple ?? 8;
+  if (!size().every((side) => Number.isInteger(side) && side > 0 && side % multiple === 0)) {
+    return `Width and height must be positive multiples of ${multiple} for this model.`;
+  }
+  return null;
+}
+
 function generate() {
   if (app.state !== 'ready') return;
-  const seed = $('seed').value.trim();
-  if (!/^\d+$/.test(seed) || BigInt(seed) >= 2n ** 64n) {
-    setState('ready', 'The seed must be a whole number from 0 to 18446744073709551615.', true);
+  const problem = formProblem();
+  if (problem) {
+    setState('ready', problem, true);
     return;
   }
+  // −1 or empty: a new random seed for this run (the one used is shown with the image).
+  const given = $('seed').value.trim();
+  const seed = given === '' || given === '-1' ? randomSeed() : given;
   const [width, height] = size();
   const negative = $('negative').value;
   const request = {
@@ -221,7 +316,9 @@ function generate() {
     previews: true,
   };
   $('progress').value = 0;
-  setState('generating', 'Encoding the prompt…');
+  clearResult();
+  app.run = { started: performance.now(), firstStepDone: null };
+  setState('generating', `Encoding the prompt and running step 1 of ${request.steps}…`);
   worker.postMessage({ type: 'generate', request });
 }
 
@@ -235,10 +332,12 @@ $('form').addEventListener('keydown', (event) => {
     generate();
   }
 });
-$('cancel').onclick = () => worker.postMessage({ type: 'cancel' });
+$('cancel').onclick = () => {
+  setState('cancelling', 'Cancelling… (after the step that is running)');
+  worker.postMessage({ type: 'cancel' });
+};
 $('random-seed').onclick = () => {
-  const [high, low] = crypto.getRandomValues(new Uint32Array(2));
-  $('seed').value = String((BigInt(high & 0x1fffff) << 32n) | BigInt(low)); // < 2^53
+  $('seed').value = randomSeed();
 };
 $('size').onchange = () => $('form').classList.toggle('custom-size', $('size').value === 'custom');
 $('load').onclick = () => load(false);

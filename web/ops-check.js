@@ -21,8 +21,8 @@ async function start() {
   const adapter = { burn: gpu.adapter(), browser: await browserAdapter() };
   $('adapter').textContent = JSON.stringify(adapter, null, 2);
   const opsCheck = async () => {
-    const stages = await gpu.opsCheck();
-    const out = Object.fromEntries(Object.entries(stages).map(([name, values]) => [name, Array.from(values)]));
+    const stages = await gpu.opsCheck(); // [{ name, values }], in the graph's order
+    const out = Object.fromEntries(stages.map(({ name, values }) => [name, values]));
     $('ops-result').textContent = Object.entries(out)
       .map(([name, values]) => `${name.padEnd(16)} ${values.length} values: ${values.slice(0, 4).map((v) => v.toFixed(5)).join(', ')}, …`)
       .join('\n');

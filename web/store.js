@@ -1,8 +1,9 @@
 // Model files in the browser's Cache Storage, keyed by their URL, and their download: a
 // download cut short keeps what arrived (in a second cache, so a partial file never passes
-// for a whole one) and resumes from there with an HTTP Range request where the server allows it. What goes into the cache was checked against
-// the manifest first (the worker does that), so a cached file is only ever re-checked, never
-// trusted blindly.
+// for a whole one) and resumes from there with an HTTP Range request where the server allows
+// it and says where its answer starts (else the file is fetched whole again). What goes into
+// the cache was checked against the manifest first (the worker does that), so a cached file is
+// only ever re-checked, never trusted blindly.
 
 const CACHE = 'sdxl-web-models-v1';
 const PARTIAL = 'sdxl-web-partial-v1';
@@ -54,6 +55,20 @@ function rangeStart(response) {
   return match ? Number(match[1]) : -1;
 }
 
+/** A GET of `url` from byte `from` on (a Range request when `from` > 0); throws a `network` failure. */
+async function get(url, from) {
+  let response;
+  try {
+    response = await fetch(url, { cache: 'no-store', headers: from > 0 ? { Range: `bytes=${from}-` } : {} });
+  } catch (error) {
+    throw failure('network', `Could not fetch ${url} (${error.message}). Check the address and your connection; a model on another site must allow cross-origin requests (CORS).`);
+  }
+  if (!response.ok) {
+    throw failure('network', `Fetching ${url} failed: HTTP ${response.status} ${response.statusText}.`);
+  }
+  return response;
+}
+
 /**
  * Downloads `size` bytes from `url`, calling `onBytes(n)` as they arrive (including bytes kept
  * from an earlier interrupted attempt). Resolves to the bytes; they are not checked here.
@@ -66,18 +81,25 @@ export async function download(url, size, onBytes) {
     head = new Uint8Array(await saved.arrayBuffer());
     if (head.length === 0 || head.length >= size) head = null;
   }
-  let response;
-  try {
-    response = await fetch(url, { cache: 'no-store', headers: head ? { Range: `bytes=${head.length}-` } : {} });
-  } catch (error) {
-    throw failure('network', `Could not fetch ${url} (${error.message}). Check the address and your connection; a model on another site must allow cross-origin requests (CORS).`);
+  let response = await get(url, head ? head.length : 0);
+  if (head && !(response.status === 206 && rangeStart(response) === head.length)) {
+    // Not the continuation of what is kept: a 200 is the whole file; a 206 whose start cannot
+    // be read (a cross-origin host that does not expose Content-Range) or is elsewhere cannot
+    // be placed, so the file is fetched whole, once. The kept bytes are dropped either way.
+    head = null;
+    await partial.delete(url);
+    if (response.status === 206) {
+      response.body?.cancel().catch(() => {});
+      response = await get(url, 0);
+    }
   }
-  if (!response.ok) {
-    throw failure('network', `Fetching ${url} failed: HTTP ${response.status} ${response.statusText}.`);
+  if (!head && response.status === 206 && rangeStart(response) !== 0) {
+    response.body?.cancel().catch(() => {});
+    throw failure('network', `Fetching ${url} returned part of the file (HTTP 206) where the whole file was asked for.`);
   }
   const body = new Uint8Array(size);
   let offset = 0;
-  if (head && response.status === 206 && rangeStart(response) === head.length) {
+  if (head) {
     body.set(head);
     offset = head.length;
     onBytes(offset);

@@ -1,16 +1,23 @@
 // The Web Worker that owns the GPU: burn on WebGPU, model loading (Cache Storage first, the
 // network otherwise) and generation, so the page never freezes. It talks to the page by
-// messages (see PROTOCOL in app.js):
+// messages (the page's side is `handlers` in app.js):
 //   in:  init · load {base, refiner, confirm} · download · generate {request} · cancel · release · clear-cache
-//   out: ready {adapter} · plan {...} · download {done, total, speed, eta} · loaded {...} · step {...}
-//        image {...} · cancelled · released · cache-cleared · warning {message} · error {kind, message}
-import init, { Gpu, ModelLoader, Pipeline, Download } from './pkg/sdxl_web.js';
+//   out: ready {adapter, defaults} · plan {...} · download {done, total, speed, eta} · loaded {...}
+//        step {...} · image {...} · cancelled · released · cache-cleared · warning {message}
+//        error {kind, message}
+// What crosses to and from the wasm module is plain data (see crate/src/web/bindings.rs).
+import init, { Gpu, ModelLoader, Pipeline, defaults } from './pkg/sdxl_web.js';
 import * as store from './store.js';
+import { Transfer } from './transfer.js';
 
 let gpu = null;
 let pipeline = null;
 let pending = null; // loaders waiting for the download to be confirmed
 let cancelRequested = false;
+let generating = false;
+// A manifest lists a model's files: a few hundred kilobytes for SDXL. Anything far larger is
+// not one, and is not read into memory.
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 const post = (type, data = {}, transfer = []) => self.postMessage({ type, ...data }, transfer);
 
@@ -34,7 +41,24 @@ async function fetchManifest(url) {
     throw store.failure('network', `The manifest ${url} is unreachable (${error.message}). Check the address; a model on another site must allow cross-origin requests (CORS).`);
   }
   if (!response.ok) throw store.failure('network', `The manifest ${url} is unreachable: HTTP ${response.status} ${response.statusText}.`);
-  return new Uint8Array(await response.arrayBuffer());
+  const tooLarge = () => store.failure('model', `${url} is larger than ${MAX_MANIFEST_BYTES >> 20} MiB: not a model manifest.`);
+  if (Number(response.headers.get('Content-Length') ?? 0) > MAX_MANIFEST_BYTES) throw tooLarge();
+  const parts = [];
+  let length = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    length += value.length;
+    if (length > MAX_MANIFEST_BYTES) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    parts.push(value);
+  }
+  const bytes = new Uint8Array(length);
+  parts.reduce((offset, part) => (bytes.set(part, offset), offset + part.length), 0);
+  return bytes;
 }
 
 const handlers = {
@@ -46,10 +70,11 @@ const handlers = {
     } catch (error) {
       throw store.failure('no-webgpu', String(error.message ?? error));
     }
-    post('ready', { adapter: gpu.adapter() });
+    post('ready', { adapter: gpu.adapter(), defaults: defaults() });
   },
 
   async load({ base, refiner, confirm }) {
+    if (generating) throw store.failure('input', 'Cancel the running generation before loading another model.');
     pipeline?.free();
     pipeline = null;
     pending = null;
@@ -61,7 +86,7 @@ const handlers = {
       // Errors name files by their URL: the folder the manifest is in, then the file.
       const loader = new ModelLoader(gpu, await fetchManifest(url), url.slice(0, url.lastIndexOf('/')), role);
       loaders.push([role, loader]);
-      for (const file of JSON.parse(loader.needed())) {
+      for (const file of loader.needed()) {
         files.push({ ...file, role, loader, url: new URL(file.path, url).href });
       }
     }
@@ -80,7 +105,7 @@ const handlers = {
     if (!pending) throw store.failure('input', 'Nothing to download: load a model first.');
     const { loaders, files, total, cachedBytes } = pending;
     if (cachedBytes < total) await navigator.storage?.persist?.();
-    const transfer = new Download(total, cachedBytes, performance.now());
+    const transfer = new Transfer(total, cachedBytes, performance.now());
     let last = 0;
     const report = (force) => {
       const now = performance.now();
@@ -125,15 +150,17 @@ const handlers = {
     const [base, refiner] = [loaders.find(([role]) => role === 'base')[1], loaders.find(([role]) => role === 'refiner')?.[1]];
     pending = null;
     pipeline = new Pipeline(gpu, base, refiner);
-    post('loaded', { hasRefiner: pipeline.hasRefiner, fetched, files: files.length, estimate: await estimate() });
+    post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, fetched, files: files.length, estimate: await estimate() });
   },
 
   async generate({ request }) {
     if (!pipeline) throw store.failure('input', 'No model is loaded yet.');
+    if (generating) throw store.failure('input', 'A generation is already running.');
+    generating = true;
     cancelRequested = false;
     const started = performance.now();
     try {
-      const result = await pipeline.generate(JSON.stringify(request), async (step) => {
+      const result = await pipeline.generate(request, async (step) => {
         post('step', step, step.preview ? [step.preview.rgba.buffer] : []);
         // Let the worker take messages (a cancel) between steps.
         await new Promise((resolve) => setTimeout(resolve, 0));
@@ -143,6 +170,8 @@ const handlers = {
     } catch (error) {
       if (error.kind === 'cancelled') post('cancelled');
       else throw error;
+    } finally {
+      generating = false;
     }
   },
 
@@ -151,6 +180,7 @@ const handlers = {
   },
 
   release() {
+    if (generating) throw store.failure('input', 'Cancel the running generation before releasing GPU memory.');
     pipeline?.free();
     pipeline = null;
     post('released');

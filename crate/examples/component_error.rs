@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use sdxl_web::component::{self, Component};
-use sdxl_web::ops_check::relative_l2;
-use sdxl_web::weights::safetensors_file::{self, SafetensorsSource};
+use sdxl_web::network_run::{self, Component};
+use sdxl_web::relative_error::relative_l2;
+use sdxl_web::weights::safetensors::{self, SafetensorsSource};
 
-/// SDXL base inputs of one component, written to a safetensors file `component::run` reads.
+/// SDXL base inputs of one component, written to a safetensors file `network_run::run` reads.
 fn inputs(component: Component, dir: &std::path::Path, device: &Device) -> PathBuf {
     let normal = Distribution::Normal(0.0, 1.0);
     let random = |shape: Vec<usize>| {
@@ -40,7 +40,7 @@ fn inputs(component: Component, dir: &std::path::Path, device: &Device) -> PathB
     };
     let path = dir.join(format!("{component:?}.safetensors"));
     let named: Vec<(&str, &TensorData)> = tensors.iter().map(|(name, data)| (*name, data)).collect();
-    safetensors_file::write(&path, &named).unwrap();
+    safetensors::write(&path, &named).unwrap();
     path
 }
 
@@ -54,7 +54,7 @@ fn main() {
     std::fs::create_dir_all(&scratch).unwrap();
     let run = |dir: &PathBuf, component, inputs: &SafetensorsSource| {
         let start = Instant::now();
-        let outputs = component::run(dir, component, inputs, &device).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let outputs = network_run::run(dir, component, inputs, &device).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let values: Vec<Vec<f32>> = outputs.into_iter().map(|(_, data)| data.try_into_vec::<f32>().unwrap()).collect();
         (values, start.elapsed().as_secs_f64())
     };

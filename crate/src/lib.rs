@@ -3,14 +3,15 @@
 pub mod error;
 pub mod models;
 pub mod noise;
-pub mod pipeline;
 pub mod ops_check;
+pub mod pipeline;
+pub mod relative_error;
 pub mod schedulers;
 pub mod tokenizer;
 pub mod weights;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub mod component;
+pub mod network_run;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod device;
 #[cfg(not(target_arch = "wasm32"))]

@@ -14,19 +14,16 @@ mod cli {
     use std::process::ExitCode;
 
     use clap::{Parser, Subcommand};
-    use sdxl_web::component::{self, Component};
+    use sdxl_web::network_run::{self, Component};
     use sdxl_web::device::DeviceChoice;
     use std::ops::ControlFlow;
 
     use burn::tensor::Tensor;
     use sdxl_web::error::{Error, Result};
-    use sdxl_web::pipeline::conditioning::LongPrompt;
     use sdxl_web::pipeline::png::{decode_png, encode_png, parameters_text};
     use sdxl_web::pipeline::preview::Preview;
-    use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
-    use sdxl_web::schedulers::SchedulerKind;
-    use sdxl_web::weights::TensorSource;
-    use sdxl_web::weights::safetensors_file::{self, SafetensorsSource};
+    use sdxl_web::pipeline::{Base, DecodeLimit, GenerateParams, Noise, Progress, Refiner, Sdxl, Stage};
+    use sdxl_web::weights::safetensors::{self, SafetensorsSource};
 
     #[derive(Parser)]
     #[command(name = "sdxl", about = "Stable Diffusion XL in burn")]
@@ -59,25 +56,14 @@ mod cli {
 
     #[derive(clap::Args)]
     struct GenerateArgs {
-        /// The base model: a diffusers SDXL folder.
+        /// The base model: a diffusers SDXL folder or one converted by sdxl-weights.
         #[arg(long)]
         model: PathBuf,
         /// The refiner, continuing the base's schedule from `--refiner-start`.
         #[arg(long)]
         refiner: Option<PathBuf>,
-        #[arg(long)]
-        prompt: String,
-        /// Without one, the base's negative branch is zero embeddings (diffusers' default).
-        #[arg(long)]
-        negative_prompt: Option<String>,
-        #[arg(long, default_value_t = 40)]
-        steps: usize,
-        #[arg(long, default_value_t = 5.0)]
-        guidance: f64,
-        #[arg(long, default_value_t = 1024)]
-        width: usize,
-        #[arg(long, default_value_t = 1024)]
-        height: usize,
+        #[command(flatten)]
+        params: GenerateParams,
         /// The seed of the initial noise (random when neither this nor `--noise` is given).
         #[arg(long, conflicts_with = "noise")]
         seed: Option<u64>,
@@ -85,14 +71,6 @@ mod cli {
         /// (diffusers' `latents=` argument).
         #[arg(long)]
         noise: Option<PathBuf>,
-        #[arg(long, default_value = "euler")]
-        scheduler: SchedulerKind,
-        #[arg(long, default_value_t = 0.8)]
-        refiner_start: f64,
-        /// Past 77 tokens: `truncate` (diffusers, with a warning) or `chunk` (A1111: 75-token
-        /// windows concatenated).
-        #[arg(long, default_value = "truncate")]
-        long_prompt: LongPrompt,
         /// Refine this finished image (PNG) with the refiner instead of generating one
         /// (img2img; the size comes from the image).
         #[arg(long, requires = "refiner")]
@@ -129,16 +107,12 @@ mod cli {
     }
 
     fn generate(args: GenerateArgs) -> Result<()> {
+        // A finished image is never lost to an output path that cannot be written.
+        for path in std::iter::once(&args.out).chain(&args.out_tensor) {
+            check_writable(path)?;
+        }
         let device = args.device.device();
-        let mut params = GenerateParams::new(args.prompt);
-        params.negative_prompt = args.negative_prompt;
-        params.steps = args.steps;
-        params.guidance = args.guidance;
-        params.width = args.width;
-        params.height = args.height;
-        params.scheduler = args.scheduler;
-        params.refiner_start = args.refiner_start;
-        params.long_prompt = args.long_prompt;
+        let mut params = args.params;
         let input = args.image.as_ref().map(|path| -> Result<_> {
             let input = decode_png(&std::fs::read(path).map_err(|e| Error::io(path, e))?)?;
             params.width = input.width;
@@ -147,20 +121,16 @@ mod cli {
         });
         let input = input.transpose()?;
         let base = Base::from_folder(&args.model, &device)?;
-        params.validate(base.vae_config.scale_factor())?;
+        let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
+        let mut sdxl = Sdxl::new(&base, refiner.as_ref());
         // On the CPU backend buffers are host memory: a size that cannot fit is refused up front
         // rather than aborting on a failed allocation.
         if let (DeviceChoice::Cpu, Some(available)) = (args.device, sdxl_web::memory::available()) {
-            params.check_decode_fits(&base.vae_config, available, &format!("only {} MiB of memory are available", available >> 20))?;
+            sdxl = sdxl.with_decode_limit(DecodeLimit { bytes: available, text: format!("only {} MiB of memory are available", available >> 20) });
         }
-        let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
         let (noise, seed) = match (args.noise, args.seed) {
             (Some(path), _) => {
-                let source = SafetensorsSource::open(&[path])?;
-                let data = source.read("noise")?.ok_or_else(|| Error::Input {
-                    name: "noise".into(),
-                    message: "the file has no tensor `noise`".into(),
-                })?;
+                let data = SafetensorsSource::open(&[path])?.read_input("noise")?.convert::<f32>();
                 if data.shape().len() != 4 {
                     return Err(Error::Input { name: "noise".into(), message: format!("shape {:?}, expected 4 dimensions", data.shape()) });
                 }
@@ -169,24 +139,34 @@ mod cli {
             (None, seed) => {
                 let seed = seed.unwrap_or_else(random_seed);
                 eprintln!("seed: {seed}");
-                (Noise::from_seed(seed, base.latent_shape(&params), &device), Some(seed))
+                (Noise::from_seed(seed, &device), Some(seed))
             }
         };
-        let image = match (input, &refiner) {
-            (Some(input), Some(refiner)) => {
+        let image = match input {
+            Some(input) => {
                 let mut draw = noise.steps;
-                let latents = base.refine_image(refiner, input, args.strength, &params, &mut *draw, &device, &mut TerminalProgress)?;
+                let latents = sdxl.refine_image(input, args.strength, &params, &mut *draw, &device, &mut TerminalProgress)?;
                 base.decode(latents)
             }
-            _ => base.generate(refiner.as_ref(), &params, noise, &device, &mut TerminalProgress)?,
+            None => sdxl.generate(&params, noise, &device, &mut TerminalProgress)?,
         };
         let parameters = parameters_text(&params, seed, refiner.is_some());
         let png = encode_png(&image, &parameters)?;
         std::fs::write(&args.out, png).map_err(|e| Error::io(&args.out, e))?;
         eprintln!("wrote {}", args.out.display());
         if let Some(path) = args.out_tensor {
-            safetensors_file::write(&path, &[("image", &image.pixels)])?;
+            safetensors::write(&path, &[("image", &image.pixels)])?;
             eprintln!("wrote {}", path.display());
+        }
+        Ok(())
+    }
+
+    /// Fails unless `path` can be written (created or replaced), leaving nothing behind.
+    fn check_writable(path: &std::path::Path) -> Result<()> {
+        let existed = path.exists();
+        std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(|e| Error::io(path, e))?;
+        if !existed {
+            std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
         }
         Ok(())
     }
@@ -210,9 +190,9 @@ mod cli {
         match cli.command {
             Command::Run { model, component, input, output, device } => {
                 let inputs = SafetensorsSource::open(&[input])?;
-                let outputs = component::run(&model, component, &inputs, &device.device())?;
+                let outputs = network_run::run(&model, component, &inputs, &device.device())?;
                 let named: Vec<(&str, &_)> = outputs.iter().map(|(name, data)| (name.as_str(), data)).collect();
-                safetensors_file::write(&output, &named)
+                safetensors::write(&output, &named)
             }
             Command::Generate(args) => generate(args),
         }

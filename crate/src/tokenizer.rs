@@ -33,6 +33,9 @@ pub const FOLDER_FILES: [&str; 5] =
 
 /// CLIP's text encoders have 77 positions; used when tokenizer_config.json gives no length.
 const DEFAULT_MAX_LEN: usize = 77;
+/// The largest model_max_length accepted: it sizes every window of ids, and a config can say
+/// anything (transformers writes 1e30 for "no limit"); CLIP's encoders have 77 positions.
+pub const MAX_MAX_LEN: usize = 1 << 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
@@ -175,9 +178,14 @@ impl ClipTokenizer {
         }
         let max_len = match config.get("model_max_length") {
             None => DEFAULT_MAX_LEN,
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 2 => n as usize,
-                _ => return Err(invalid("tokenizer_config.json", format!("model_max_length {v} is not an integer ≥ 2"))),
+            Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if (2..=MAX_MAX_LEN).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        "tokenizer_config.json",
+                        format!("model_max_length {v} is not an integer from 2 to {MAX_MAX_LEN} (CLIP uses 77)"),
+                    ));
+                }
             },
         };
         let [bos, eos, unk, pad] = specials.named.clone().map(|(token, _)| token.content);

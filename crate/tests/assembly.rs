@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use common::Quiet;
 use sdxl_web::error::Error;
 use sdxl_web::pipeline::assembly::{Assembly, Role};
-use sdxl_web::pipeline::{Base, GenerateParams, Noise, Refiner};
+use sdxl_web::pipeline::{Base, Sdxl, GenerateParams, Noise, Refiner};
 
 fn demo(role: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/demo-model").join(role)
@@ -53,8 +53,8 @@ fn files_handed_over_one_by_one_give_the_folders_pipeline() {
     let folder_refiner = Refiner::from_folder(&demo("refiner"), &device).unwrap();
     let run = |base: &Base, refiner: &Refiner| {
         let params = params();
-        let noise = Noise::from_seed(42, base.latent_shape(&params), &device);
-        base.denoise(Some(refiner), &params, noise, &device, &mut Quiet).unwrap().into_data()
+        let noise = Noise::from_seed(42, &device);
+        Sdxl::new(&base, Some(refiner)).denoise(&params, noise, &device, &mut Quiet).unwrap().into_data()
     };
     let ours = run(&base, &refiner).try_to_vec::<f32>().unwrap();
     assert_eq!(ours, run(&folder_base, &folder_refiner).try_to_vec::<f32>().unwrap());
@@ -71,7 +71,7 @@ fn a_corrupt_file_is_an_integrity_error_and_the_good_one_still_loads() {
     flipped[good.len() / 2] ^= 1;
     for bad in [flipped, good[..good.len() - 1].to_vec()] {
         match refiner.add(&shard, &bad) {
-            Err(Error::Integrity(message)) => assert!(message.contains(&shard), "{message}"),
+            Err(error @ Error::Integrity { .. }) => assert!(error.to_string().contains(&shard), "{error}"),
             other => panic!("expected an integrity error, got {other:?}"),
         }
     }
@@ -80,7 +80,9 @@ fn a_corrupt_file_is_an_integrity_error_and_the_good_one_still_loads() {
 
     let mut base = open(&demo("base"), Role::Base);
     match base.add("tokenizer/vocab.json", b"{}") {
-        Err(Error::Integrity(message)) => assert!(message.contains("tokenizer/vocab.json: 2 bytes"), "{message}"),
+        Err(Error::Integrity { location, problem }) => {
+            assert!(location.ends_with("tokenizer/vocab.json") && problem.starts_with("2 bytes"), "{location}: {problem}")
+        }
         other => panic!("expected an integrity error, got {other:?}"),
     }
 }

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use sdxl_web::weights::manifest::Manifest;
 use sdxl_web::weights::quant::{self, StoredDtype};
-use sdxl_web::weights::safetensors_stream::parse_header;
+use sdxl_web::weights::safetensors::parse_header;
 
 /// A small valid manifest to mutate.
 fn valid_manifest() -> serde_json::Value {

@@ -7,24 +7,32 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::relative_l2;
+use common::{TempDir, assert_mentions, relative_l2};
 use sdxl_web::weights::TensorSource;
-use sdxl_web::weights::safetensors_file::SafetensorsSource;
+use sdxl_web::weights::safetensors::SafetensorsSource;
 
 fn demo(model: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/demo-model").join(model)
 }
 
-/// `sdxl generate` on the demo base: 4 steps at 64×64 unless `extra` says otherwise.
+/// `sdxl generate` on the demo base: 4 steps at 64×64 into `out` unless `extra` says otherwise.
 fn generate(out: &std::path::Path, extra: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sdxl"));
-    command.arg("generate").arg("--model").arg(demo("base")).args(["--prompt", "a lighthouse at dusk"]);
-    for (flag, value) in [("--steps", "4"), ("--width", "64"), ("--height", "64")] {
+    command.arg("generate").arg("--model").arg(demo("base"));
+    let (png, tensor) = (out.join("image.png"), out.join("image.safetensors"));
+    let defaults = [
+        ("--prompt", "a lighthouse at dusk"),
+        ("--steps", "4"),
+        ("--width", "64"),
+        ("--height", "64"),
+        ("--out", png.to_str().unwrap()),
+        ("--out-tensor", tensor.to_str().unwrap()),
+    ];
+    for (flag, value) in defaults {
         if !extra.contains(&flag) {
             command.args([flag, value]);
         }
     }
-    command.arg("--out").arg(out.join("image.png")).arg("--out-tensor").arg(out.join("image.safetensors"));
     command.args(extra).output().unwrap()
 }
 
@@ -92,7 +100,10 @@ fn bad_input_is_a_message_not_a_panic() {
     std::fs::create_dir_all(&out).unwrap();
     let base = demo("base").display().to_string();
     for (extra, expected) in [
-        (vec!["--width", "60"], "input `width`: 60 is not a positive multiple of 8"),
+        (vec!["--width", "60"], "input `width`: 60 is not a positive multiple of 32"),
+        // A multiple of 8 the demo UNet's two downsamplings cannot take (it used to panic in burn).
+        (vec!["--width", "72"], "input `width`: 72 is not a positive multiple of 32"),
+        (vec!["--steps", "1000000"], "1000000 is more than 1000"),
         (vec!["--steps", "0"], "at least 1 step"),
         (vec!["--scheduler", "plms"], "plms"),
         (vec!["--refiner", base.as_str()], "StableDiffusionXLImg2ImgPipeline"),
@@ -106,6 +117,69 @@ fn bad_input_is_a_message_not_a_panic() {
         assert!(!message.contains("panicked"), "{extra:?}: {message}");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Output paths are checked before anything runs, and a finished image is never lost to them.
+#[test]
+fn output_problems_are_found_before_the_run() {
+    let out = TempDir::new("generate-output");
+    let missing = out.join("no-such-folder/image.png");
+    for flag in ["--out", "--out-tensor"] {
+        let started = std::time::Instant::now();
+        let run = generate(&out, &[flag, missing.to_str().unwrap(), "--steps", "1"]);
+        let message = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success());
+        assert_mentions(&message, &["no-such-folder/image.png", "No such file or directory"]);
+        assert!(!message.contains("seed:"), "{flag}: the run started: {message}");
+        assert!(started.elapsed().as_secs() < 60);
+    }
+    assert!(!out.join("image.png").exists(), "nothing is written on a refused run");
+}
+
+/// A prompt outside Latin-1 keeps its image: the PNG carries the parameters as UTF-8 iTXt.
+#[test]
+fn a_prompt_outside_latin1_keeps_the_image() {
+    let out = TempDir::new("generate-utf8");
+    let run = generate(&out, &["--prompt", "猫 in the rain", "--steps", "1"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let png = std::fs::read(out.join("image.png")).unwrap();
+    let text = String::from_utf8_lossy(&png);
+    assert!(text.contains("iTXt") && text.contains("猫 in the rain"), "the prompt is in the PNG");
+}
+
+/// Non-finite noise would run every step into a black image: it is refused up front.
+#[test]
+fn non_finite_noise_is_refused() {
+    let out = TempDir::new("generate-nan");
+    let noise = burn::tensor::TensorData::new(vec![f32::NAN; 4 * 8 * 8], [1, 4, 8, 8]);
+    let path = out.join("noise.safetensors");
+    sdxl_web::weights::safetensors::write(&path, &[("noise", &noise)]).unwrap();
+    let run = generate(&out, &["--noise", path.to_str().unwrap()]);
+    assert!(!run.status.success());
+    assert_mentions(&String::from_utf8_lossy(&run.stderr), &["input `noise`", "not finite"]);
+}
+
+/// `sdxl run` names components as diffusers' folders do (`text_encoder_2`); the old spelling stays.
+#[test]
+fn run_takes_diffusers_component_names() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let out = TempDir::new("run-names");
+    let mut outputs = Vec::new();
+    for name in ["text_encoder_2", "text_encoder2"] {
+        let path = out.join(format!("{name}.safetensors"));
+        let run = Command::new(env!("CARGO_BIN_EXE_sdxl"))
+            .args(["run", "--component", name, "--model"])
+            .arg(fixtures.join("tiny-sdxl-base"))
+            .arg("--in")
+            .arg(fixtures.join("parity/text_encoder_2.in.safetensors"))
+            .arg("--out")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        outputs.push(SafetensorsSource::open(&[path]).unwrap().read("text_embeds").unwrap().unwrap());
+    }
+    assert_eq!(outputs[0], outputs[1]);
 }
 
 /// The acceptance check as a user would run it: `--noise` from diffusers' run,

@@ -6,22 +6,21 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, Device};
-use common::fixtures;
+use common::{TempDir, assert_mentions, fixtures};
 use safetensors::Dtype;
 use sdxl_web::models::clip::ClipTextModel;
 use sdxl_web::models::vae::AutoencoderKL;
 use sdxl_web::pipeline::parts;
 use sdxl_web::weights::diffusers::DiffusersFolder;
-use sdxl_web::weights::safetensors_file::SafetensorsSource;
+use sdxl_web::weights::safetensors::SafetensorsSource;
 use sdxl_web::weights::TensorSource;
 
 /// A private copy of the tiny base model's `model_index.json`, `vae/` and `text_encoder/`.
-struct Scratch(PathBuf);
+struct Scratch(TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let root = std::env::temp_dir().join(format!("sdxl-loading-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = TempDir::new(&format!("loading-{name}"));
         let source = fixtures().join("tiny-sdxl-base");
         for component in ["vae", "text_encoder"] {
             std::fs::create_dir_all(root.join(component)).unwrap();
@@ -81,17 +80,7 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
-fn assert_mentions(message: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(message.contains(part), "`{part}` not in: {message}");
-    }
-}
 
 #[test]
 fn intact_copy_loads() {

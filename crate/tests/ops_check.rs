@@ -3,7 +3,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use burn::tensor::{Device, DeviceKind, try_read_sync};
-use sdxl_web::ops_check::{Stage, relative_l2, run};
+use sdxl_web::ops_check::{Stage, run};
+use sdxl_web::relative_error::relative_l2;
 
 fn stages(device: &Device) -> Vec<Stage> {
     try_read_sync(run(device))

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use common::{fixtures, relative_l2};
-use sdxl_web::component::{self, Component};
+use sdxl_web::network_run::{self, Component};
 use sdxl_web::device::DeviceChoice;
-use sdxl_web::weights::safetensors_file::SafetensorsSource;
+use sdxl_web::weights::safetensors::SafetensorsSource;
 
 const TOLERANCE: f64 = 1e-4;
 
@@ -18,7 +18,7 @@ fn check(model: &str, component: Component, fixture: &str, device: &Device) {
     let dir = fixtures().join("parity");
     let inputs = SafetensorsSource::open(&[dir.join(format!("{fixture}.in.safetensors"))]).unwrap();
     let expected = SafetensorsSource::open(&[dir.join(format!("{fixture}.out.safetensors"))]).unwrap();
-    let outputs = component::run(&fixtures().join(model), component, &inputs, device).unwrap();
+    let outputs = network_run::run(&fixtures().join(model), component, &inputs, device).unwrap();
     for (name, ours) in &outputs {
         let reference = expected.read_raw(name).unwrap().unwrap_or_else(|| panic!("no reference `{name}`"));
         let error = relative_l2(ours, &reference);

@@ -11,10 +11,10 @@ use burn::tensor::{Device, Tensor};
 use common::{fixtures, relative_l2};
 use sdxl_web::pipeline::conditioning::{LongPrompt, encode_prompt};
 use sdxl_web::pipeline::preview::Preview;
-use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Stage};
+use sdxl_web::pipeline::{Base, Sdxl, GenerateParams, Noise, Progress, Refiner, Stage};
 use sdxl_web::schedulers::SchedulerKind;
 use sdxl_web::weights::TensorSource;
-use sdxl_web::weights::safetensors_file::SafetensorsSource;
+use sdxl_web::weights::safetensors::SafetensorsSource;
 
 /// The final latents are compared tightly; the image (through the VAE, saturating on random
 /// weights) within the 1e-3.
@@ -80,7 +80,7 @@ fn noise<'a>(case: &SafetensorsSource, device: &'a Device) -> Noise<'a> {
 fn check_case(base: &Base, refiner: Option<&Refiner>, case: &str, params: &GenerateParams, final_latents: &str, device: &Device) {
     let expected = reference(case);
     let mut progress = Recorder::default();
-    let latents = base.denoise(refiner, params, noise(&expected, device), device, &mut progress).unwrap();
+    let latents = Sdxl::new(base, refiner).denoise(params, noise(&expected, device), device, &mut progress).unwrap();
     let latent_error = relative_l2(&latents.clone().into_data(), &expected.read(final_latents).unwrap().unwrap());
     let image = base.decode(latents);
     let image_error = relative_l2(&image.pixels, &expected.read("image").unwrap().unwrap());
@@ -123,8 +123,8 @@ fn cancelling_stops_between_steps() {
     let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
     let mut progress = Recorder { cancel_after: Some(3), ..Recorder::default() };
     let params = params(SchedulerKind::Euler, None);
-    let noise = Noise::from_seed(7, base.latent_shape(&params), &device);
-    let error = base.denoise(None, &params, noise, &device, &mut progress).err().expect("cancelled");
+    let noise = Noise::from_seed(7, &device);
+    let error = Sdxl::new(&base, None).denoise(&params, noise, &device, &mut progress).err().expect("cancelled");
     assert!(error.to_string().contains("cancelled"), "{error}");
     assert_eq!(progress.steps.len(), 3);
 }
@@ -136,8 +136,8 @@ fn a_seed_fixes_the_image() {
     let mut params = params(SchedulerKind::EulerAncestral, None);
     params.steps = 3;
     let run = |seed| {
-        let noise = Noise::from_seed(seed, base.latent_shape(&params), &device);
-        base.denoise(None, &params, noise, &device, &mut Recorder::default()).unwrap().into_data()
+        let noise = Noise::from_seed(seed, &device);
+        Sdxl::new(&base, None).denoise(&params, noise, &device, &mut Recorder::default()).unwrap().into_data()
     };
     let (first, again, other) = (run(1), run(1), run(2));
     assert_eq!(first, again);
@@ -157,13 +157,19 @@ fn invalid_parameters_are_refused() {
     ] {
         let mut bad = good.clone();
         edit(&mut bad);
-        let noise = Noise::from_seed(0, [1, 4, 8, 8], &device);
-        let error = base.denoise(None, &bad, noise, &device, &mut Recorder::default()).err().expect("refused");
+        let noise = Noise::from_seed(0, &device);
+        let error = Sdxl::new(&base, None).denoise(&bad, noise, &device, &mut Recorder::default()).err().expect("refused");
         assert!(error.to_string().contains(name), "{name}: {error}");
     }
+    // Sizes are multiples of the VAE's 8 times 2 per UNet downsampling: the tiny UNet has two.
+    let rules = base.size_rules(None);
+    assert_eq!(rules.multiple, 32);
     let mut odd = good.clone();
-    odd.width = 72;
-    assert_eq!(odd.validate(8).unwrap().len(), 1, "72 is allowed, with a warning");
+    odd.width = 72; // a multiple of 8 that the UNet's skip connections cannot take
+    let error = Sdxl::new(&base, None).denoise(&odd, Noise::from_seed(0, &device), &device, &mut Recorder::default());
+    assert!(error.err().expect("refused").to_string().contains("72 is not a positive multiple of 32"));
+    odd.width = 96;
+    assert_eq!(odd.validate(&rules).unwrap().len(), 1, "96 is allowed, with a warning");
 }
 
 #[test]
@@ -178,7 +184,7 @@ fn refining_a_finished_image_matches_diffusers_img2img() {
     let mut draw = |_shape: [usize; 4]| draws.pop_front().expect("two draws");
     let params = params(SchedulerKind::Euler, None);
     let mut progress = Recorder::default();
-    let latents = base.refine_image(&refiner, image.clone(), 0.3, &params, &mut draw, &device, &mut progress).unwrap();
+    let latents = Sdxl::new(&base, Some(&refiner)).refine_image(image.clone(), 0.3, &params, &mut draw, &device, &mut progress).unwrap();
     assert_eq!(progress.steps.len(), 3, "strength 0.3 of 10 steps runs 3");
     let error = relative_l2(&base.decode(latents).pixels, &expected.read("image").unwrap().unwrap());
     println!("refiner_img2img_euler: image {error:.2e}");
@@ -186,7 +192,7 @@ fn refining_a_finished_image_matches_diffusers_img2img() {
 
     let mut draw = |shape: [usize; 4]| Tensor::zeros(shape, &device);
     for strength in [0.0, 0.05, 1.5] {
-        let result = base.refine_image(&refiner, image.clone(), strength, &params, &mut draw, &device, &mut progress);
+        let result = Sdxl::new(&base, Some(&refiner)).refine_image(image.clone(), strength, &params, &mut draw, &device, &mut progress);
         assert!(result.err().expect("refused").to_string().contains("strength"));
     }
 }
@@ -218,6 +224,6 @@ fn long_prompts_are_cut_or_chunked() {
     check_case(&base, None, "base_euler", &params, "latents_step_9", &device);
     params.prompt = long;
     params.steps = 2;
-    let noise = Noise::from_seed(3, base.latent_shape(&params), &device);
-    base.denoise(None, &params, noise, &device, &mut Recorder::default()).unwrap();
+    let noise = Noise::from_seed(3, &device);
+    Sdxl::new(&base, None).denoise(&params, noise, &device, &mut Recorder::default()).unwrap();
 }

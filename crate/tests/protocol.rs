@@ -1,20 +1,31 @@
-//! The worker's messages to the wasm module (`web::protocol`): generation requests and download
-//! bookkeeping. Runs natively, and in headless Chromium as a module of `tests/web.rs` (one wasm
-//! test binary: each costs a fat-LTO link).
+//! The worker's requests to the wasm module (`web::protocol`) and their validation
+//! (`pipeline::params`). Runs natively, and in headless Chromium as a module of `tests/web.rs`
+//! (one wasm test binary: each costs a fat-LTO link).
 
 use sdxl_web::models::presets;
 use sdxl_web::models::vae::VaeConfig;
 use sdxl_web::pipeline::conditioning::LongPrompt;
+use sdxl_web::pipeline::{DecodeLimit, GenerateParams, SizeRules};
 use sdxl_web::schedulers::SchedulerKind;
-use sdxl_web::web::protocol::{Generate, Transfer};
+use sdxl_web::web::protocol::Generate;
 
 fn sdxl_vae() -> VaeConfig {
     serde_json::from_str(presets::VAE).unwrap()
 }
 
-/// A request to SDXL's VAE on a GPU without buffer limits.
 fn parse_generate(json: &str) -> sdxl_web::error::Result<Generate> {
-    sdxl_web::web::protocol::parse_generate(json, &sdxl_vae(), u64::MAX)
+    Generate::parse(json)
+}
+
+/// SDXL's rules (sizes in multiples of 32), on a GPU whose largest buffer is `limit` bytes.
+fn sdxl_rules(limit: Option<u64>) -> SizeRules {
+    let decode_limit = limit.map(|bytes| DecodeLimit { bytes, text: format!("this GPU allows {} MiB", bytes >> 20) });
+    SizeRules { multiple: 32, vae: sdxl_vae(), decode_limit }
+}
+
+/// A request's parameters checked against SDXL on a GPU without buffer limits.
+fn validate(json: &str) -> sdxl_web::error::Result<Vec<String>> {
+    parse_generate(json)?.params.validate(&sdxl_rules(None))
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), test)]
@@ -55,15 +66,35 @@ fn bad_requests_are_clear_errors() {
         (r#"{"prompt": "a", "seed": 1.5}"#, "seed 1.5 is not"),
         (r#"{"prompt": "a", "seed": 1, "sampler": "euler"}"#, "unknown field `sampler`"),
         (r#"{"prompt": "a", "seed": 1, "scheduler": "lms"}"#, "unknown scheduler \"lms\""),
-        (r#"{"prompt": "a", "seed": 1, "width": 1001}"#, "1001 is not a positive multiple of 8"),
-        (r#"{"prompt": "a", "seed": 1, "steps": 0}"#, "at least 1 step"),
-        (r#"{"prompt": "a", "seed": 1, "refiner_start": 1.0}"#, "not inside (0, 1)"),
         (r#"{"prompt": "a", "seed": 1, "long_prompt": "wrap"}"#, "not one of truncate, chunk"),
+        (r#"{"prompt": "a", "seed": 1, "steps": "many"}"#, "invalid type"),
+        ("[1]", "not an object"),
         ("not json", "expected ident"),
     ] {
         let error = parse_generate(json).unwrap_err().to_string();
         assert!(error.contains(expected), "{json}: {error}");
     }
+}
+
+/// The one validation of a request's parameters, against the loaded model's rules.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn invalid_parameters_are_clear_errors() {
+    for (json, expected) in [
+        (r#"{"prompt": "a", "seed": 1, "width": 1001}"#, "1001 is not a positive multiple of 32"),
+        (r#"{"prompt": "a", "seed": 1, "width": 1000}"#, "1000 is not a positive multiple of 32"),
+        (r#"{"prompt": "a", "seed": 1, "height": 0}"#, "0 is not a positive multiple of 32"),
+        (r#"{"prompt": "a", "seed": 1, "steps": 0}"#, "at least 1 step"),
+        (r#"{"prompt": "a", "seed": 1, "steps": 100000}"#, "100000 is more than 1000"),
+        (r#"{"prompt": "a", "seed": 1, "guidance": -1}"#, "-1 is not a number ≥ 0"),
+        (r#"{"prompt": "a", "seed": 1, "refiner_start": 1.0}"#, "not inside (0, 1)"),
+    ] {
+        let error = validate(json).unwrap_err().to_string();
+        assert!(error.contains(expected), "{json}: {error}");
+    }
+    assert_eq!(validate(r#"{"prompt": "a", "seed": 1, "width": 832, "height": 1216}"#).unwrap(), Vec::<String>::new());
+    let warnings = validate(r#"{"prompt": "a", "seed": 1, "width": 992}"#).unwrap();
+    assert!(warnings[0].contains("not a multiple of 64"), "{warnings:?}");
 }
 
 /// Decoding SDXL at 1024² takes 256 channels at full size, 1 GiB: a GPU whose largest buffer is
@@ -74,33 +105,29 @@ fn sizes_beyond_the_gpus_buffers_are_refused() {
     let vae = sdxl_vae();
     assert_eq!(vae.largest_decode_bytes(1024, 1024), 1 << 30);
     assert_eq!(vae.largest_decode_bytes(832, 1216), 256 * 832 * 1216 * 4);
-    let request = |size: usize| format!(r#"{{"prompt": "a", "seed": 1, "width": {size}, "height": {size}}}"#);
-    let parse = |size, limit| sdxl_web::web::protocol::parse_generate(&request(size), &vae, limit);
-    assert!(parse(1024, 1 << 30).is_ok());
-    let error = parse(1024, (1 << 30) - 1).unwrap_err().to_string();
+    let check = |size: usize, limit| {
+        let mut params = GenerateParams::new("a");
+        (params.width, params.height) = (size, size);
+        params.validate(&sdxl_rules(Some(limit)))
+    };
+    assert!(check(1024, 1 << 30).is_ok());
+    let error = check(1024, (1 << 30) - 1).unwrap_err().to_string();
     assert!(error.contains("1024×1024 needs a 1024 MiB buffer to decode the image; this GPU allows 1023 MiB"), "{error}");
-    assert!(parse(512, (1 << 30) - 1).is_ok());
-    // Absurd sizes saturate instead of overflowing (the largest multiple of 8 a wasm32 usize holds).
-    let error = parse((u32::MAX & !7) as usize, u64::MAX - 1).unwrap_err().to_string();
+    assert!(check(512, (1 << 30) - 1).is_ok());
+    // Absurd sizes saturate instead of overflowing (the largest multiple of 32 a wasm32 usize holds).
+    let error = check((u32::MAX & !31) as usize, u64::MAX - 1).unwrap_err().to_string();
     assert!(error.contains("choose a smaller size"), "{error}");
 }
 
+/// The page's form takes its defaults from the same place as `sdxl generate`'s flags.
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-fn transfer_speed_and_eta() {
-    let mut transfer = Transfer::new(100_000, 2_000, 0.0);
-    assert_eq!((transfer.speed(), transfer.eta_seconds()), (None, None));
-    transfer.advance(1_000, 1000.0);
-    transfer.advance(1_000, 2000.0);
-    assert_eq!(transfer.done(), 4_000);
-    assert_eq!(transfer.speed(), Some(1_000.0));
-    assert_eq!(transfer.eta_seconds(), Some(96.0));
-    // Only the last 5 s count: a faster stretch shows at once.
-    for second in 3..=8 {
-        transfer.advance(500 * second, second as f64 * 1000.0);
-    }
-    let speed = transfer.speed().unwrap();
-    assert!((speed - 3_000.0).abs() < 1.0, "{speed}");
-    transfer.advance(u64::MAX / 2, 9000.0);
-    assert_eq!((transfer.done(), transfer.eta_seconds()), (100_000, Some(0.0)));
+fn defaults_round_trip_as_a_request() {
+    let defaults = serde_json::to_value(GenerateParams::new("a cat")).unwrap();
+    assert_eq!(defaults["scheduler"], "euler");
+    assert_eq!(defaults["long_prompt"], "truncate");
+    let mut request = defaults.as_object().unwrap().clone();
+    request.insert("seed".into(), 5.into());
+    let parsed = Generate::from_json(request.into()).unwrap();
+    assert_eq!(serde_json::to_value(&parsed.params).unwrap(), defaults);
 }

@@ -7,10 +7,10 @@ mod common;
 
 use common::fixtures;
 use sdxl_web::weights::TensorSource;
-use sdxl_web::ops_check::relative_l2;
+use sdxl_web::relative_error::relative_l2;
 use sdxl_web::weights::diffusers::{DiffusersFolder, weight_files};
 use sdxl_web::weights::quant::{self, DEFAULT_BLOCK_SIZE, StoredDtype};
-use sdxl_web::weights::safetensors_stream::SafetensorsStream;
+use sdxl_web::weights::safetensors::SafetensorsSource;
 
 fn round_trip_error(dtype: StoredDtype, values: &[f32], shape: &[usize]) -> f64 {
     let block = dtype.is_quantized().then_some(DEFAULT_BLOCK_SIZE);
@@ -55,7 +55,7 @@ fn tiny_fixture_weights() {
     for (dtype, bound) in BOUNDS.into_iter().skip(1) {
         let mut errors = Vec::new();
         for component in ["text_encoder", "text_encoder_2", "unet", "vae"] {
-            let source = SafetensorsStream::open(&weight_files(&folder.root().join(component)).unwrap()).unwrap();
+            let source = SafetensorsSource::open(&weight_files(&folder.root().join(component)).unwrap()).unwrap();
             for name in source.names() {
                 let data = source.read(&name).unwrap().unwrap();
                 let shape = data.shape().to_vec();

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
 use common::{Quiet, fixtures, relative_l2};
-use sdxl_web::component::{self, Component};
+use sdxl_web::network_run::{self, Component};
 use sdxl_web::device::DeviceChoice;
-use sdxl_web::pipeline::{Base, GenerateParams, Noise, Refiner};
+use sdxl_web::pipeline::{Base, Sdxl, GenerateParams, Noise, Refiner};
 use sdxl_web::tokenizer::ClipTokenizer;
 use sdxl_web::weights::convert::{ConvertOptions, convert};
 use sdxl_web::weights::quant::{self, StoredDtype};
-use sdxl_web::weights::safetensors_file::SafetensorsSource;
+use sdxl_web::weights::safetensors::SafetensorsSource;
 use sdxl_web::weights::sharded::{ModuleAssembly, ShardedModel};
 use sdxl_web::weights::ModelSource;
 
@@ -55,7 +55,7 @@ fn error_of(model: &Path, component: Component, fixture: &str) -> f64 {
     let dir = fixtures().join("parity");
     let inputs = SafetensorsSource::open(&[dir.join(format!("{fixture}.in.safetensors"))]).unwrap();
     let expected = SafetensorsSource::open(&[dir.join(format!("{fixture}.out.safetensors"))]).unwrap();
-    let outputs = component::run(model, component, &inputs, &Device::flex()).unwrap();
+    let outputs = network_run::run(model, component, &inputs, &Device::flex()).unwrap();
     outputs
         .iter()
         .map(|(name, ours)| relative_l2(ours, &expected.read_raw(name).unwrap().unwrap()))
@@ -115,8 +115,8 @@ fn weights_stay_quantized_on_wgpu() {
             assert_eq!(kept(&cpu), 0);
             for (_, component, fixture) in CASES.iter().filter(|(m, ..)| *m == model) {
                 let inputs = SafetensorsSource::open(&[fixtures().join(format!("parity/{fixture}.in.safetensors"))]).unwrap();
-                let on_cpu = component::run(&converted.0, *component, &inputs, &cpu).unwrap();
-                let on_wgpu = component::run(&converted.0, *component, &inputs, &wgpu).unwrap();
+                let on_cpu = network_run::run(&converted.0, *component, &inputs, &cpu).unwrap();
+                let on_wgpu = network_run::run(&converted.0, *component, &inputs, &wgpu).unwrap();
                 for ((name, ours), (_, expected)) in on_wgpu.iter().zip(&on_cpu) {
                     let error = relative_l2(ours, expected);
                     assert!(error <= 1e-5, "{quant} {fixture} {name}: wgpu vs cpu relative L2 {error:.3e}");
@@ -159,7 +159,7 @@ fn shards_applied_one_by_one_in_any_order() {
     shards.reverse();
     for file in &shards {
         let bytes = std::fs::read(converted.0.join(file)).unwrap();
-        assembly.apply_shard(&model, file, &bytes, &device).unwrap();
+        model.check_shard(file, &bytes).and_then(|view| assembly.apply(&view, &device)).unwrap();
     }
     let vae = assembly.finish(&model, &device).unwrap();
     // Same weights as the native folder load: the decoder gives the same output.
@@ -170,7 +170,7 @@ fn shards_applied_one_by_one_in_any_order() {
         &device,
     );
     let ours = vae.decode(latents).into_data();
-    let native = component::run(
+    let native = network_run::run(
         &converted.0,
         Component::VaeDecoder,
         &SafetensorsSource::open(&[parity.join("vae_decoder.in.safetensors")]).unwrap(),
@@ -232,7 +232,7 @@ fn bundled_demo_model_verifies_and_matches() {
     let mut params = GenerateParams::new(prompt);
     (params.negative_prompt, params.steps, params.width, params.height) = (Some(String::new()), 10, 64, 64);
     let noise = Noise::given(Tensor::from_data(expected("noise"), &device), &device);
-    let latents = base.denoise(Some(&refiner), &params, noise, &device, &mut Quiet).unwrap();
+    let latents = Sdxl::new(&base, Some(&refiner)).denoise(&params, noise, &device, &mut Quiet).unwrap();
     let latent_error = relative_l2(&latents.clone().into_data(), &expected("latents"));
     let error = relative_l2(&base.decode(latents).pixels, &expected("image"));
     println!("demo base + refiner vs diffusers: latents {latent_error:.2e}, image {error:.2e} (bound {DEMO_BOUND:.0e})");

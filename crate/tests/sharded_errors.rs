@@ -6,21 +6,21 @@ mod common;
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use common::fixtures;
+use common::{TempDir, assert_mentions, fixtures};
+use sdxl_web::error::Error;
 use sdxl_web::models::vae::AutoencoderKL;
-use sdxl_web::pipeline::parts;
+use sdxl_web::pipeline::{Base, parts};
 use sdxl_web::weights::convert::{ConvertOptions, convert};
 use sdxl_web::weights::quant::StoredDtype;
 use sdxl_web::weights::sharded::{ModuleAssembly, ShardedModel};
 use sdxl_web::weights::ModelSource;
 
 /// A q8 conversion of the tiny base model in a private folder.
-struct Scratch(PathBuf);
+struct Scratch(TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("sdxl-sharded-errors-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = TempDir::new(&format!("sharded-errors-{name}"));
         let options = ConvertOptions { quant: StoredDtype::Q8, ..Default::default() };
         convert(&fixtures().join("tiny-sdxl-base"), &dir, &options, &mut |_| {}).unwrap();
         Scratch(dir)
@@ -66,17 +66,7 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
-fn assert_mentions(message: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(message.contains(part), "`{part}` not in: {message}");
-    }
-}
 
 #[test]
 fn intact_model_verifies_and_loads() {
@@ -109,6 +99,22 @@ fn changed_tokenizer_file_fails_verification() {
     let scratch = Scratch::new("file");
     std::fs::write(scratch.0.join("tokenizer/vocab.json"), "{}").unwrap();
     assert_mentions(&scratch.verify_problems().join("\n"), &["tokenizer/vocab.json", "bytes, the manifest says"]);
+    // Loading checks the listed files as it reads them, as the browser does.
+    let error = Base::from_folder(&scratch.0, &Device::flex()).err().expect("refused");
+    assert!(matches!(error, Error::Integrity { .. }), "{error}");
+    assert_mentions(&error.to_string(), &["tokenizer/vocab.json", "2 bytes, the manifest says"]);
+}
+
+#[test]
+fn changed_scheduler_config_is_refused_on_load() {
+    let scratch = Scratch::new("scheduler");
+    let path = scratch.0.join("scheduler/scheduler_config.json");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] ^= 1; // same size, other bytes
+    std::fs::write(&path, bytes).unwrap();
+    let error = Base::from_folder(&scratch.0, &Device::flex()).err().expect("refused").to_string();
+    assert_mentions(&error, &["scheduler/scheduler_config.json", "SHA-256"]);
 }
 
 #[test]
@@ -182,12 +188,12 @@ fn browser_shards_are_checked_before_use() {
     let config: sdxl_web::models::vae::VaeConfig = model.config("vae").unwrap();
     let mut assembly = ModuleAssembly::new("vae", config.init(&device).unwrap(), &[]);
     let bytes = std::fs::read(scratch.vae_shard()).unwrap();
-    let message = assembly.apply_shard(&model, "nope.bin", &bytes, &device).unwrap_err().to_string();
+    let message = model.check_shard("nope.bin", &bytes).and_then(|view| assembly.apply(&view, &device)).unwrap_err().to_string();
     assert_mentions(&message, &["no shard nope.bin"]);
-    let message = assembly.apply_shard(&model, "vae-00000.bin", &bytes[..10], &device).unwrap_err().to_string();
+    let message = model.check_shard("vae-00000.bin", &bytes[..10]).and_then(|view| assembly.apply(&view, &device)).unwrap_err().to_string();
     assert_mentions(&message, &["vae-00000.bin", "10 bytes"]);
     let unet = std::fs::read(scratch.0.join("unet-00000.bin")).unwrap();
-    let message = assembly.apply_shard(&model, "unet-00000.bin", &unet, &device).unwrap_err().to_string();
+    let message = model.check_shard("unet-00000.bin", &unet).and_then(|view| assembly.apply(&view, &device)).unwrap_err().to_string();
     assert_mentions(&message, &["unet-00000.bin", "not a shard of `vae`"]);
     // Nothing applied yet: finishing names what is missing.
     let message = assembly.finish(&model, &device).unwrap_err().to_string();

@@ -12,7 +12,7 @@ use sdxl_web::weights::TensorSource;
 use sdxl_web::weights::convert::{ConvertOptions, convert};
 use sdxl_web::weights::diffusers::weight_files;
 use sdxl_web::weights::quant::StoredDtype;
-use sdxl_web::weights::safetensors_file::SafetensorsSource;
+use sdxl_web::weights::safetensors::SafetensorsSource;
 use sdxl_web::weights::sharded::ShardedModel;
 use sdxl_web::weights::single_file::{Layout, Transform, to_diffusers};
 

@@ -98,3 +98,34 @@ fn corrupt_files_are_errors() {
     let message = error_text(ClipTokenizer::from_files(&vocab, &merges, Some(br#"{"model_max_length": 1e30}"#), None));
     assert!(message.contains("model_max_length"), "{message}");
 }
+
+/// model_max_length sizes every window of ids: a config that asks for 10^12 positions is refused
+/// by name instead of aborting the process on the allocation.
+#[test]
+fn huge_model_max_length_is_an_error() {
+    let source = fixtures().join("tiny-sdxl-base/tokenizer");
+    let dir = std::env::temp_dir().join(format!("sdxl-tokenizer-max-len-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in sdxl_web::tokenizer::FOLDER_FILES {
+        if source.join(name).exists() {
+            std::fs::copy(source.join(name), dir.join(name)).unwrap();
+        }
+    }
+    let config_path = dir.join("tokenizer_config.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    let mut messages = Vec::new();
+    for max_len in [serde_json::json!(1_000_000_000_000u64), serde_json::json!(65537), serde_json::json!(-5), serde_json::json!(1)] {
+        config["model_max_length"] = max_len;
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+        messages.push(error_text(ClipTokenizer::from_dir(&dir)));
+    }
+    config["model_max_length"] = serde_json::json!(sdxl_web::tokenizer::MAX_MAX_LEN);
+    std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let largest = ClipTokenizer::from_dir(&dir).map(|t| t.encode("a photo of a cat").map(|e| e.ids.len()));
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(messages[0].contains("tokenizer_config.json") && messages[0].contains("model_max_length 1000000000000"), "{}", messages[0]);
+    for message in &messages {
+        assert!(message.contains("tokenizer_config.json") && message.contains("model_max_length"), "{message}");
+    }
+    assert_eq!(largest.unwrap().unwrap(), sdxl_web::tokenizer::MAX_MAX_LEN);
+}

@@ -4,7 +4,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use sdxl_web::error::Error;
-use sdxl_web::ops_check::{relative_l2, run};
+use sdxl_web::ops_check::run;
+use sdxl_web::relative_error::relative_l2;
 use sdxl_web::pipeline::assembly::{Assembly, Role};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -69,7 +70,7 @@ async fn the_demo_refiner_loads_file_by_file_on_webgpu() {
     assert_eq!(needed, ["unet-00000.bin"]);
     let mut corrupt = shard.to_vec();
     corrupt[100] ^= 0x40;
-    assert!(matches!(refiner.add("unet-00000.bin", &corrupt), Err(Error::Integrity(_))));
+    assert!(matches!(refiner.add("unet-00000.bin", &corrupt), Err(Error::Integrity { .. })));
     refiner.add("unet-00000.bin", shard).unwrap();
     refiner.into_refiner().unwrap();
 }

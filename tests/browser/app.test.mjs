@@ -238,10 +238,98 @@ test('a damaged cached file is fetched again; clearing the cache empties it; an 
   const left = await page.evaluate(async () => (await caches.keys()).length);
   assert.equal(left, 0, 'caches left after clearing');
 
+  // After clearing, the status no longer claims the cache holds the model.
+  assert.match((await state(page)).status, /Cached models cleared/);
+
+  // A link to a model on another host asks before contacting it.
   await page.goto(`${base}/index.html?model=http://127.0.0.1:9/nothing/`);
-  const failed = await waitFor(page, ['failed', 'ready', 'crashed']);
+  const asked = await waitFor(page, ['failed', 'ready', 'crashed']);
+  assert.match(asked.notice, /This link asks to load a model from 127\.0\.0\.1:9\. Nothing is fetched from there until you agree/);
+  assert.ok(!(await page.evaluate(() => window.sdxlApp.events)).includes('plan'));
+  await page.click('#notice button'); // Load from 127.0.0.1:9
+  await page.waitForFunction(() => /unreachable/.test(document.getElementById('status').textContent));
+  const failed = await state(page);
   assert.equal(failed.state, 'failed');
   assert.match(failed.status, /manifest http:\/\/127\.0\.0\.1:9\/nothing\/manifest\.json is unreachable.*CORS/);
+  await context.close();
+});
+
+test('the page tells the truth: what runs, cancel at once, no stale image, random seeds, clear form errors, the demo for what it is', async () => {
+  const { context, page } = await openApp();
+  assert.equal((await waitFor(page, ['ready', 'failed', 'crashed'])).state, 'ready');
+  // The form starts at the demo's own settings and says what the demo model is.
+  const form = await page.evaluate(() => ({
+    steps: document.getElementById('steps').value,
+    width: document.getElementById('width').value,
+    size: document.getElementById('size').value,
+    caption: document.getElementById('caption').hidden ? '' : document.getElementById('caption').textContent,
+    live: document.getElementById('status').getAttribute('aria-live'),
+    progress: document.getElementById('progress').getAttribute('aria-label'),
+  }));
+  assert.deepEqual([form.steps, form.width, form.size], ['4', '64', 'custom']);
+  assert.match(form.caption, /random weights/);
+  assert.equal(form.live, 'polite');
+  assert.equal(form.progress, 'Progress');
+
+  // The same clear message from the button and from Ctrl+Enter.
+  await page.fill('#steps', '0');
+  await page.click('#generate');
+  assert.match((await state(page)).status, /Steps must be a whole number from 1 to 1000/);
+  await page.fill('#steps', '2.5');
+  await page.focus('#prompt');
+  await page.keyboard.press('Control+Enter');
+  assert.match((await state(page)).status, /Steps must be a whole number from 1 to 1000/);
+  await page.fill('#width', '72');
+  await page.fill('#steps', '2');
+  await page.click('#generate');
+  assert.match((await state(page)).status, /multiples of 32 for this model/);
+  assert.equal(await page.evaluate(() => document.getElementById('width').step), '32');
+
+  // Seed −1: a random seed, shown with the image and reusable.
+  await page.fill('#width', '64');
+  await page.fill('#seed', '-1');
+  await page.setChecked('#refiner', false);
+  await page.click('#generate');
+  const first = await page.evaluate(() => document.getElementById('status').textContent);
+  assert.match(first, /Encoding the prompt and running step 1 of 2/);
+  assert.ok(await page.evaluate(() => document.getElementById('release').disabled), 'Release stays enabled during a run');
+  const done = await waitFor(page, ['ready', 'failed', 'crashed'], 600_000);
+  assert.match(done.status, /^Done in/, JSON.stringify(done));
+  const shown = await page.evaluate(() => ({
+    seed: window.sdxlApp.last.seed,
+    label: document.getElementById('used-seed').textContent,
+    alt: document.getElementById('result').alt,
+    thumb: document.querySelector('#strip button img')?.alt,
+  }));
+  assert.match(shown.seed, /^\d+$/);
+  assert.equal(shown.label, `Seed ${shown.seed} (use again)`);
+  assert.equal(shown.alt, 'a photo of an astronaut riding a horse on the moon');
+  assert.match(shown.thumb, /^Earlier image: a photo of an astronaut/);
+  await page.click('#used-seed');
+  assert.equal(await page.evaluate(() => document.getElementById('seed').value), shown.seed);
+  assert.ok(!(await page.evaluate(() => document.getElementById('release').disabled)));
+
+  // Cancel: acknowledged at once, and the older image is not offered as this run's.
+  await page.fill('#steps', '200');
+  await page.click('#generate');
+  assert.ok(await page.evaluate(() => document.getElementById('save').hidden), 'the older image is still offered');
+  await page.waitForFunction(() => Number(document.getElementById('progress').value) >= 1, null, { timeout: 300_000 });
+  assert.match((await state(page)).status, /Step 1 of 200 done \(base\), [\d.]+ s per step, about .* left/);
+  await page.click('#cancel');
+  const cancelling = await page.evaluate(() => ({ status: document.getElementById('status').textContent, disabled: document.getElementById('cancel').disabled }));
+  assert.match(cancelling.status, /^Cancelling…/);
+  assert.ok(cancelling.disabled);
+  assert.equal((await waitFor(page, ['ready', 'failed', 'crashed'], 120_000)).status, 'Cancelled.');
+  assert.ok(await page.evaluate(() => document.getElementById('save').hidden && document.getElementById('used-seed').hidden));
+
+  // A phone: Generate, the status and the preview in view without scrolling.
+  await page.setViewportSize({ width: 390, height: 844 });
+  const inView = await page.evaluate(() => ['generate', 'action-status', 'stage'].map((id) => {
+    const box = document.getElementById(id).getBoundingClientRect();
+    return box.top >= 0 && box.top < window.innerHeight && box.height > 0;
+  }));
+  await page.screenshot({ path: `${ARTIFACTS}app-phone-ready.png` });
+  assert.deepEqual(inView, [true, true, true]);
   await context.close();
 });
 

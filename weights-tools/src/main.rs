@@ -80,7 +80,7 @@ fn run(command: Command) -> sdxl_web::error::Result<ExitCode> {
             };
             let options = ConvertOptions { quant, shard_bytes: shard_mb.saturating_mul(1 << 20), block_size, config_from, components };
             let manifest = convert(&from, &out, &options, &mut |line| eprintln!("{line}"))?;
-            let bytes: u64 = manifest.shards.iter().map(|s| s.size).sum();
+            let bytes = saturating_sum(manifest.shards.iter().map(|s| s.size));
             println!("{}: {} tensors, {} shards, {bytes} bytes", out.display(), manifest.tensors.len(), manifest.shards.len());
             println!("peak memory (VmHWM): {}", sdxl_web::memory::gib(sdxl_web::memory::peak_resident()));
             Ok(ExitCode::SUCCESS)
@@ -113,15 +113,15 @@ fn run(command: Command) -> sdxl_web::error::Result<ExitCode> {
             let mut by_component: BTreeMap<&str, Totals> = BTreeMap::new();
             let mut by_dtype: BTreeMap<String, Totals> = BTreeMap::new();
             for tensor in &manifest.tensors {
-                let params: u64 = tensor.shape.iter().map(|&d| d as u64).product();
+                let params = tensor.shape.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64));
                 by_component.entry(tensor.component.as_str()).or_default().add(params, tensor.length);
                 by_dtype.entry(tensor.dtype.to_string()).or_default().add(params, tensor.length);
             }
             println!("{} (format version {})", dir.display(), manifest.format_version);
             print_table("component", &by_component);
             print_table("dtype", &by_dtype);
-            let shard_bytes: u64 = manifest.shards.iter().map(|s| s.size).sum();
-            let file_bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+            let shard_bytes = saturating_sum(manifest.shards.iter().map(|s| s.size));
+            let file_bytes = saturating_sum(manifest.files.iter().map(|f| f.size));
             println!("{} shards, {shard_bytes} bytes; {} other files, {file_bytes} bytes", manifest.shards.len(), manifest.files.len());
             Ok(ExitCode::SUCCESS)
         }
@@ -135,11 +135,16 @@ struct Totals {
     bytes: u64,
 }
 
+/// Sizes a manifest declares are untrusted: their totals saturate rather than overflow.
+fn saturating_sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
+}
+
 impl Totals {
     fn add(&mut self, params: u64, bytes: u64) {
         self.tensors += 1;
-        self.params += params;
-        self.bytes += bytes;
+        self.params = self.params.saturating_add(params);
+        self.bytes = self.bytes.saturating_add(bytes);
     }
 }
 

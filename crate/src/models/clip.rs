@@ -9,8 +9,15 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::attention::{merge_heads, scaled_dot_product, split_heads};
+use super::config::{
+    MAX_LAYERS, MAX_MLP_WIDTH, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, require_divides, require_finite, require_within,
+};
 use crate::error::{Error, Result};
 
+/// transformers' `CLIPTextConfig`. Every key that changes the math is read; the rest change no
+/// value computed at inference (`dropout`, `attention_dropout`, `initializer_range`,
+/// `initializer_factor`, `pad_token_id`, `bos_token_id`, `torch_dtype`). Every count and size is
+/// checked to lie within bounds (see [`ClipTextConfig::validate`]).
 #[derive(Clone, Debug, Deserialize)]
 pub struct ClipTextConfig {
     pub vocab_size: usize,
@@ -60,20 +67,32 @@ impl ClipTextConfig {
         }
     }
 
-    pub fn init(&self, device: &Device) -> Result<ClipTextModel> {
-        let activation = self.activation()?;
-        if self.num_hidden_layers < 2 || self.hidden_size % self.num_attention_heads != 0 {
-            return Err(Error::Unsupported(format!(
-                "CLIP with {} layers of width {} in {} heads (SDXL needs the penultimate layer)",
-                self.num_hidden_layers, self.hidden_size, self.num_attention_heads
-            )));
+    /// Checks the config describes a network this port builds, with every count and size within
+    /// bounds; [`ClipTextConfig::init`] checks the same first.
+    pub fn validate(&self) -> Result<()> {
+        self.activation()?;
+        // SDXL conditions on the penultimate layer, so there must be one before the last.
+        require_within("num_hidden_layers", self.num_hidden_layers, 2..=MAX_LAYERS)?;
+        require_within("hidden_size", self.hidden_size, 1..=MAX_WIDTH)?;
+        require_within("num_attention_heads", self.num_attention_heads, 1..=MAX_WIDTH)?;
+        require_divides("num_attention_heads", self.num_attention_heads, "hidden_size", self.hidden_size)?;
+        require_within("intermediate_size", self.intermediate_size, 1..=MAX_MLP_WIDTH)?;
+        require_within("vocab_size", self.vocab_size, 1..=MAX_VOCAB)?;
+        require_within("max_position_embeddings", self.max_position_embeddings, 1..=MAX_POSITIONS)?;
+        require_finite("layer_norm_eps", self.layer_norm_eps, 0.0)?;
+        match (self.with_projection(), self.projection_dim) {
+            (true, Some(dim)) => require_within("projection_dim", dim, 1..=MAX_WIDTH),
+            (true, None) => Err(Error::Unsupported("CLIPTextModelWithProjection without projection_dim".into())),
+            (false, _) => Ok(()),
         }
+    }
+
+    pub fn init(&self, device: &Device) -> Result<ClipTextModel> {
+        self.validate()?;
+        let activation = self.activation()?;
         let projection = match (self.with_projection(), self.projection_dim) {
             (true, Some(dim)) => Some(LinearConfig::new(self.hidden_size, dim).with_bias(false).init(device)),
-            (true, None) => {
-                return Err(Error::Unsupported("CLIPTextModelWithProjection without projection_dim".into()));
-            }
-            (false, _) => None,
+            _ => None,
         };
         let linear = |input, output| LinearConfig::new(input, output).init(device);
         let norm = || LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_eps).init(device);

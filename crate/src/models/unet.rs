@@ -7,15 +7,18 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
-use super::config::{PerBlock, require};
+use super::config::{MAX_BLOCKS, MAX_LAYERS, MAX_WIDTH, PerBlock, require, require_divides, require_finite, require_within};
 use super::embeddings::{TimestepEmbedding, timestep_sinusoids};
 use super::conv::{Conv2d, conv3x3};
 use super::resnet::group_norm;
 use super::unet_blocks::{AttentionSettings, BlockSettings, DownBlock, MidBlock, UpBlock};
 use crate::error::{Error, Result};
 
-/// The keys of diffusers' `UNet2DConditionModel` config that SDXL uses; keys this port does
-/// not implement are accepted only at their default values (see [`UNetConfig::validate`]).
+/// The keys of diffusers' `UNet2DConditionModel` config (its `__init__` arguments); keys this
+/// port does not implement are accepted only at their default values, and every count or size
+/// only within bounds (see [`UNetConfig::validate`]). Not read: `sample_size` (the default image
+/// size, which changes no value computed) and `_class_name`/`_diffusers_version`; `dropout` and
+/// `upcast_attention` are read but change nothing here (see each).
 #[derive(Clone, Debug, Deserialize)]
 pub struct UNetConfig {
     pub in_channels: usize,
@@ -77,6 +80,41 @@ pub struct UNetConfig {
     pub resnet_out_scale_factor: f64,
     #[serde(default = "default_scale")]
     pub mid_block_scale_factor: f64,
+    /// The UNet's downsamplers pad 1 on every side; diffusers pads asymmetrically otherwise.
+    #[serde(default = "default_downsample_padding")]
+    pub downsample_padding: usize,
+    /// Inert at inference; checked to be a probability, as torch's `nn.Dropout` does.
+    #[serde(default)]
+    pub dropout: f64,
+    /// Set without `encoder_hid_dim_type`, diffusers projects the context (`text_proj`).
+    #[serde(default)]
+    pub encoder_hid_dim: Option<usize>,
+    /// A class-label embedding added to the time embedding.
+    #[serde(default)]
+    pub num_class_embeds: Option<usize>,
+    #[serde(default)]
+    pub class_embeddings_concat: bool,
+    /// diffusers: attention scores in f32 even in an f16 model. Any value is accepted: this port
+    /// computes every activation, attention included, in f32 (f16 or quantized weights are
+    /// expanded to f32 for the computation).
+    #[serde(default)]
+    pub upcast_attention: Option<bool>,
+    /// The resnets skip the SiLU before their time-embedding projection.
+    #[serde(default)]
+    pub resnet_skip_time_act: bool,
+    #[serde(default)]
+    pub time_embedding_act_fn: Option<String>,
+    /// `gated` adds GLIGEN layers to every transformer block.
+    #[serde(default = "default_attention_type")]
+    pub attention_type: String,
+    /// `null` takes `only_cross_attention`'s value (false).
+    #[serde(default)]
+    pub mid_block_only_cross_attention: Option<bool>,
+    #[serde(default)]
+    pub cross_attention_norm: Option<String>,
+    /// Heads of the `text` addition embedding (diffusers reads it for no other type).
+    #[serde(default = "default_addition_heads")]
+    pub addition_embed_type_num_heads: usize,
 }
 
 fn default_mid_block() -> Option<String> {
@@ -109,6 +147,15 @@ fn default_kernel() -> usize {
 fn default_scale() -> f64 {
     1.0
 }
+fn default_downsample_padding() -> usize {
+    1
+}
+fn default_attention_type() -> String {
+    "default".into()
+}
+fn default_addition_heads() -> usize {
+    64
+}
 
 
 /// The config resolved per block, as the network is built.
@@ -126,10 +173,17 @@ impl UNetConfig {
         serde_json::from_str(json).map_err(|e| Error::Unsupported(format!("UNet config: {e}")))
     }
 
+    /// Checks the config describes a network this port builds, with every count and size
+    /// within bounds; [`UNetConfig::init`] checks the same first.
+    pub fn validate(&self) -> Result<()> {
+        self.plan().map(drop)
+    }
+
     /// Checks the config describes a network this port builds, and resolves it per block.
     fn plan(&self) -> Result<Plan> {
         let blocks = self.block_out_channels.len();
-        if blocks == 0 || self.down_block_types.len() != blocks || self.up_block_types.len() != blocks {
+        require_within("block_out_channels (entries)", blocks, 1..=MAX_BLOCKS)?;
+        if self.down_block_types.len() != blocks || self.up_block_types.len() != blocks {
             return Err(Error::Unsupported(format!(
                 "UNet with {blocks} block_out_channels, {} down and {} up block types",
                 self.down_block_types.len(),
@@ -153,6 +207,68 @@ impl UNetConfig {
                 )));
             }
         }
+        self.check_defaults()?;
+        let (Some(addition_time_embed_dim), Some(projection_dim)) =
+            (self.addition_time_embed_dim, self.projection_class_embeddings_input_dim)
+        else {
+            return Err(Error::Unsupported(
+                "text_time conditioning needs addition_time_embed_dim and projection_class_embeddings_input_dim".into(),
+            ));
+        };
+
+        // Sizes, before anything divides by them or builds that many modules.
+        for (key, value) in [
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+            ("cross_attention_dim", self.cross_attention_dim),
+            ("norm_num_groups", self.norm_num_groups),
+            ("addition_time_embed_dim", addition_time_embed_dim),
+            ("projection_class_embeddings_input_dim", projection_dim),
+        ] {
+            require_within(key, value, 1..=MAX_WIDTH)?;
+        }
+        for (i, &channels) in self.block_out_channels.iter().enumerate() {
+            require_within(&format!("block_out_channels[{i}]"), channels, 1..=MAX_WIDTH)?;
+            require_divides("norm_num_groups", self.norm_num_groups, &format!("block_out_channels[{i}]"), channels)?;
+        }
+        require_finite("norm_eps", self.norm_eps, 0.0)?;
+        // The sinusoids divide by `dim / 2 - freq_shift` (time: block_out_channels[0]; ids:
+        // addition_time_embed_dim): the shift stays below every half width that has frequencies.
+        require_finite("freq_shift", self.freq_shift, 0.0)?;
+        for half in [self.block_out_channels[0] / 2, addition_time_embed_dim / 2] {
+            if half > 0 && self.freq_shift >= half as f64 {
+                return Err(Error::Unsupported(format!(
+                    "`freq_shift` = {} (expected below {half}, half the sinusoids' width)",
+                    self.freq_shift
+                )));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.dropout) {
+            return Err(Error::Unsupported(format!("`dropout` = {} (expected 0..=1)", self.dropout)));
+        }
+
+        // diffusers reads `attention_head_dim` as the head count unless `num_attention_heads` is set.
+        let head_dims = self.attention_head_dim.resolve("attention_head_dim", blocks)?;
+        let (heads_key, heads) = match &self.num_attention_heads {
+            Some(heads) => ("num_attention_heads", heads.resolve("num_attention_heads", blocks)?),
+            None => ("attention_head_dim", head_dims.clone()),
+        };
+        let layers = self.layers_per_block.resolve("layers_per_block", blocks)?;
+        let transformer_layers =
+            self.transformer_layers_per_block.resolve("transformer_layers_per_block", blocks)?;
+        for (i, &channels) in self.block_out_channels.iter().enumerate() {
+            require_within(&format!("attention_head_dim[{i}]"), head_dims[i], 1..=MAX_WIDTH)?;
+            require_divides(&format!("{heads_key}[{i}]"), heads[i], &format!("block_out_channels[{i}]"), channels)?;
+            require_within(&format!("layers_per_block[{i}]"), layers[i], 1..=MAX_LAYERS)?;
+            // 0 is a transformer of no layers (diffusers builds it too).
+            require_within(&format!("transformer_layers_per_block[{i}]"), transformer_layers[i], 0..=MAX_LAYERS)?;
+        }
+        Ok(Plan { heads, layers, transformer_layers, cross_attention, addition_time_embed_dim, projection_dim })
+    }
+
+    /// The keys this port does not implement, each at its default (diffusers' `__init__`
+    /// default, or the one value SDXL uses).
+    fn check_defaults(&self) -> Result<()> {
         require("mid_block_type", &self.mid_block_type.as_deref(), &Some("UNetMidBlock2DCrossAttn"))?;
         require("use_linear_projection", &self.use_linear_projection, &true)?;
         require("addition_embed_type", &self.addition_embed_type.as_deref(), &Some("text_time"))?;
@@ -174,36 +290,17 @@ impl UNetConfig {
         require("timestep_post_act", &self.timestep_post_act, &None)?;
         require("resnet_out_scale_factor", &self.resnet_out_scale_factor, &1.0)?;
         require("mid_block_scale_factor", &self.mid_block_scale_factor, &1.0)?;
-        let (Some(addition_time_embed_dim), Some(projection_dim)) =
-            (self.addition_time_embed_dim, self.projection_class_embeddings_input_dim)
-        else {
-            return Err(Error::Unsupported(
-                "text_time conditioning needs addition_time_embed_dim and projection_class_embeddings_input_dim".into(),
-            ));
-        };
-        // diffusers reads `attention_head_dim` as the head count unless `num_attention_heads` is set.
-        let heads = match &self.num_attention_heads {
-            Some(heads) => heads.resolve("num_attention_heads", blocks)?,
-            None => self.attention_head_dim.resolve("attention_head_dim", blocks)?,
-        };
-        for (channels, heads) in self.block_out_channels.iter().zip(&heads) {
-            if *heads == 0 || channels % heads != 0 || channels % self.norm_num_groups != 0 {
-                return Err(Error::Unsupported(format!(
-                    "{channels} channels with {heads} heads and {} groups",
-                    self.norm_num_groups
-                )));
-            }
-        }
-        Ok(Plan {
-            heads,
-            layers: self.layers_per_block.resolve("layers_per_block", blocks)?,
-            transformer_layers: self
-                .transformer_layers_per_block
-                .resolve("transformer_layers_per_block", blocks)?,
-            cross_attention,
-            addition_time_embed_dim,
-            projection_dim,
-        })
+        require("downsample_padding", &self.downsample_padding, &1)?;
+        require("encoder_hid_dim", &self.encoder_hid_dim, &None)?;
+        require("num_class_embeds", &self.num_class_embeds, &None)?;
+        require("class_embeddings_concat", &self.class_embeddings_concat, &false)?;
+        require("resnet_skip_time_act", &self.resnet_skip_time_act, &false)?;
+        require("time_embedding_act_fn", &self.time_embedding_act_fn, &None)?;
+        require("attention_type", &self.attention_type.as_str(), &"default")?;
+        require("mid_block_only_cross_attention", &self.mid_block_only_cross_attention.unwrap_or(false), &false)?;
+        require("cross_attention_norm", &self.cross_attention_norm, &None)?;
+        require("addition_embed_type_num_heads", &self.addition_embed_type_num_heads, &64)?;
+        Ok(())
     }
 
     pub fn init(&self, device: &Device) -> Result<UNet2DConditionModel> {

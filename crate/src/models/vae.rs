@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
 use super::attention::Attention;
-use super::config::require;
+use super::config::{MAX_BLOCKS, MAX_LAYERS, MAX_WIDTH, require, require_divides, require_within};
 use super::conv::{Conv2d, conv1x1, conv3x3};
 use super::resnet::{Downsample2D, ResnetBlock2D, Upsample2D, group_norm};
 use crate::error::{Error, Result};
@@ -15,6 +15,10 @@ use crate::error::{Error, Result};
 /// The VAE's resnets and norms use this epsilon in diffusers (`resnet_eps=1e-6`).
 const EPS: f64 = 1e-6;
 
+/// diffusers' `AutoencoderKL` config. Keys this port does not implement are accepted only at
+/// their defaults, every count and size only within bounds (see [`VaeConfig::validate`]). Not
+/// read: `sample_size` (the default image size) and `force_upcast` (a precision hint: this port
+/// decodes in the device's f32 either way), which change no value computed.
 #[derive(Clone, Debug, Deserialize)]
 pub struct VaeConfig {
     pub in_channels: usize,
@@ -42,6 +46,12 @@ pub struct VaeConfig {
     pub use_quant_conv: bool,
     #[serde(default = "default_true")]
     pub use_post_quant_conv: bool,
+    /// Per-channel latent statistics the SDXL pipelines decode with when set (instead of the
+    /// scaling factor alone).
+    #[serde(default)]
+    pub latents_mean: Option<Vec<f64>>,
+    #[serde(default)]
+    pub latents_std: Option<Vec<f64>>,
 }
 
 fn default_groups() -> usize {
@@ -57,7 +67,8 @@ fn default_act() -> String {
 impl VaeConfig {
     /// How many pixels one latent covers per side (8 for SDXL).
     pub fn scale_factor(&self) -> usize {
-        1 << self.block_out_channels.len().saturating_sub(1)
+        // Saturates for a config `validate` refuses (more levels than bits) rather than overflow.
+        1usize.checked_shl(self.block_out_channels.len().saturating_sub(1) as u32).unwrap_or(usize::MAX)
     }
 
     /// Bytes of the largest activation decoding a `width`×`height` image takes: the widest
@@ -70,7 +81,7 @@ impl VaeConfig {
         let latent_pixels = (width as u64 / scale).saturating_mul(height as u64 / scale);
         let (mut largest, mut input) = (0u64, channels.first().copied().unwrap_or(0));
         for (i, &output) in channels.iter().enumerate() {
-            let pixels = latent_pixels.saturating_mul(1 << (2 * i));
+            let pixels = latent_pixels.saturating_mul(1u64.checked_shl(2 * i as u32).unwrap_or(u64::MAX));
             largest = largest.max(input.max(output).saturating_mul(pixels));
             if i + 1 < channels.len() {
                 largest = largest.max(output.saturating_mul(pixels).saturating_mul(4));
@@ -80,9 +91,12 @@ impl VaeConfig {
         largest.saturating_mul(size_of::<f32>() as u64)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the config describes a network this port builds, with every count and size within
+    /// bounds; [`VaeConfig::init`] checks the same first.
+    pub fn validate(&self) -> Result<()> {
         let blocks = self.block_out_channels.len();
-        if blocks == 0 || self.down_block_types.len() != blocks || self.up_block_types.len() != blocks {
+        require_within("block_out_channels (entries)", blocks, 1..=MAX_BLOCKS)?;
+        if self.down_block_types.len() != blocks || self.up_block_types.len() != blocks {
             return Err(Error::Unsupported(format!(
                 "VAE with {blocks} block_out_channels, {} down and {} up block types",
                 self.down_block_types.len(),
@@ -100,13 +114,28 @@ impl VaeConfig {
         require("shift_factor", &self.shift_factor, &None)?;
         require("use_quant_conv", &self.use_quant_conv, &true)?;
         require("use_post_quant_conv", &self.use_post_quant_conv, &true)?;
-        for channels in &self.block_out_channels {
-            if channels % self.norm_num_groups != 0 {
-                return Err(Error::Unsupported(format!(
-                    "{channels} channels in {} groups",
-                    self.norm_num_groups
-                )));
-            }
+        require("latents_mean", &self.latents_mean, &None)?;
+        require("latents_std", &self.latents_std, &None)?;
+        for (key, value) in [
+            ("in_channels", self.in_channels),
+            ("out_channels", self.out_channels),
+            ("latent_channels", self.latent_channels),
+            ("norm_num_groups", self.norm_num_groups),
+        ] {
+            require_within(key, value, 1..=MAX_WIDTH)?;
+        }
+        require_within("layers_per_block", self.layers_per_block, 1..=MAX_LAYERS)?;
+        for (i, &channels) in self.block_out_channels.iter().enumerate() {
+            let key = format!("block_out_channels[{i}]");
+            require_within(&key, channels, 1..=MAX_WIDTH)?;
+            require_divides("norm_num_groups", self.norm_num_groups, &key, channels)?;
+        }
+        // Latents are divided by it before decoding.
+        if !(self.scaling_factor.is_finite() && self.scaling_factor > 0.0) {
+            return Err(Error::Unsupported(format!(
+                "`scaling_factor` = {} (expected a finite number > 0)",
+                self.scaling_factor
+            )));
         }
         Ok(())
     }

@@ -9,15 +9,15 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use super::conditioning::TextEncoder;
-use super::parts::{self, BASE_PIPELINE, BaseParts, Part, REFINER_PIPELINE, expect_pipeline};
-use super::{Base, Refiner};
+use super::parts::{self, BASE_PIPELINE, Part, REFINER_PIPELINE, expect_pipeline};
+use super::sdxl::{Base, BaseParts, Refiner};
 use crate::error::{Error, Result};
 use crate::models::clip::ClipTextModel;
 use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::{AutoencoderKL, VaeConfig};
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::ModelSource;
-use crate::weights::manifest::sha256_hex;
+use crate::weights::manifest::check_bytes;
 use crate::weights::sharded::{ModuleAssembly, ShardedModel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,17 +136,10 @@ impl Assembly {
     /// fetch it again) and takes it in: a shard's tensors are loaded into their network.
     pub fn add(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
         let Some(file) = self.needed.iter().find(|f| f.path == path) else {
-            return Err(Error::Weights(format!("{}: the manifest lists no needed file {path}", self.location())));
+            return Err(Error::model(self.location(), format!("the manifest lists no needed file {path}")));
         };
         let Some(component) = file.component.clone() else {
-            let location = format!("{}/{path}", self.location());
-            if bytes.len() as u64 != file.size {
-                return Err(Error::Integrity(format!("{location}: {} bytes, the manifest says {}", bytes.len(), file.size)));
-            }
-            let hash = sha256_hex(bytes);
-            if hash != file.sha256 {
-                return Err(Error::Integrity(format!("{location}: SHA-256 {hash} differs from the manifest's {}", file.sha256)));
-            }
+            check_bytes(&format!("{}/{path}", self.location()), file.size, &file.sha256, bytes)?;
             self.files.insert(path.to_string(), bytes.to_vec());
             self.missing.remove(path);
             return Ok(());
@@ -160,7 +153,7 @@ impl Assembly {
             "vae" => self.vae.as_mut().map(|(_, a)| a.apply(&view, device)),
             _ => None,
         }
-        .unwrap_or_else(|| Err(Error::Weights(format!("{path}: no network takes `{component}`"))))?;
+        .unwrap_or_else(|| Err(Error::model(path, format!("no network takes `{component}`"))))?;
         self.missing.remove(path);
         Ok(())
     }
@@ -173,21 +166,20 @@ impl Assembly {
     fn check_complete(&self) -> Result<()> {
         match self.missing.iter().next() {
             None => Ok(()),
-            Some(path) => Err(Error::Weights(format!(
-                "{}: {} file(s) not loaded yet, {path} among them",
+            Some(path) => Err(Error::model(
                 self.location(),
-                self.missing.len()
-            ))),
+                format!("{} file(s) not loaded yet, {path} among them", self.missing.len()),
+            )),
         }
     }
 
     fn tokenizer(&self, folder: &str) -> Result<ClipTokenizer> {
-        ClipTokenizer::from_folder_files(folder, |name| self.files.get(&format!("{folder}/{name}")).map(Vec::as_slice))
-            .map_err(|e| Error::Weights(format!("{}: {e}", self.location())))
+        let location = format!("{}/{folder}", self.location());
+        parts::tokenizer(&location, |name| self.files.get(&format!("{folder}/{name}")).map(Vec::as_slice))
     }
 
     fn finish_part<P: Part>(&self, part: Option<ModuleAssembly<P>>) -> Result<P> {
-        part.ok_or_else(|| Error::Weights(format!("{}: not a base model's assembly", self.location())))?
+        part.ok_or_else(|| Error::model(self.location(), "not a base model's assembly"))?
             .finish(&self.model, &self.device)
     }
 
@@ -196,12 +188,8 @@ impl Assembly {
         if self.role != Role::Base {
             return Err(Error::Unsupported("a refiner's files make no base".into()));
         }
-        let scheduler = self.files.get("scheduler/scheduler_config.json").ok_or_else(|| {
-            Error::Weights(format!("{}: the manifest lists no scheduler/scheduler_config.json", self.location()))
-        })?;
-        let scheduler = serde_json::from_slice(scheduler).map_err(|e| {
-            Error::Weights(format!("{}/scheduler/scheduler_config.json: {e}", self.location()))
-        })?;
+        let scheduler = self.files.get("scheduler/scheduler_config.json").map(Vec::as_slice);
+        let scheduler = parts::scheduler_config(&self.location().to_string(), scheduler)?;
         let (vae_config, vae) = self.vae.take().expect("a base assembly has a VAE");
         let (text_encoder, text_encoder_2, unet) = (self.text_encoder.take(), self.text_encoder_2.take(), self.unet.take());
         let parts = BaseParts {

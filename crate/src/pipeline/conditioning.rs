@@ -56,6 +56,15 @@ impl std::str::FromStr for LongPrompt {
     }
 }
 
+impl std::fmt::Display for LongPrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LongPrompt::Truncate => "truncate",
+            LongPrompt::Chunk => "chunk",
+        })
+    }
+}
+
 /// How many windows `prompt` takes in `mode` (the most any of the tokenizers needs).
 pub fn windows_needed(encoders: &[&TextEncoder], prompt: &str, mode: LongPrompt) -> Result<usize> {
     if mode == LongPrompt::Truncate {

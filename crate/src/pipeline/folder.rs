@@ -6,46 +6,41 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use super::conditioning::TextEncoder;
-use super::parts::{self, BASE_PIPELINE, BaseParts, REFINER_PIPELINE, expect_pipeline};
-use super::{Base, Refiner};
-use crate::error::{Error, Result};
-use crate::tokenizer::ClipTokenizer;
-use crate::weights::diffusers::read_json;
+use super::parts::{self, BASE_PIPELINE, REFINER_PIPELINE, expect_pipeline};
+use super::sdxl::{Base, BaseParts, Refiner};
+use crate::error::Result;
 use crate::weights::{ModelFolder, ModelSource};
 
 fn text_encoder(model: &impl ModelSource, tokenizer: &str, encoder: &str, device: &Device) -> Result<TextEncoder> {
-    let dir = model.location().join(tokenizer);
+    let files = model.folder_files(tokenizer)?;
+    let location = model.location().join(tokenizer).display().to_string();
     Ok(TextEncoder {
-        tokenizer: ClipTokenizer::from_dir(&dir).map_err(|e| Error::Weights(e.to_string()))?,
+        tokenizer: parts::tokenizer(&location, |name| files.get(name).map(Vec::as_slice))?,
         model: parts::load(model, encoder, device)?.1,
     })
 }
 
-fn base(model: &impl ModelSource, device: &Device) -> Result<Base> {
+/// The base model of a folder (see [`Base::from_folder`]).
+pub fn base(dir: &Path, device: &Device) -> Result<Base> {
+    let model = ModelFolder::open(dir)?;
+    let model = &model;
     expect_pipeline(model, BASE_PIPELINE, "base model")?;
     let parts = BaseParts {
         vae: parts::load(model, "vae", device)?,
         text_encoder: text_encoder(model, "tokenizer", "text_encoder", device)?,
         text_encoder_2: text_encoder(model, "tokenizer_2", "text_encoder_2", device)?,
         unet: parts::load(model, "unet", device)?.1,
-        scheduler: read_json(&model.location().join("scheduler/scheduler_config.json"))?,
+        scheduler: parts::scheduler_config(
+            &model.location().display().to_string(),
+            model.folder_files("scheduler")?.get("scheduler_config.json").map(Vec::as_slice),
+        )?,
     };
     Ok(Base::from_parts(model, parts))
 }
 
-fn refiner(model: &impl ModelSource, device: &Device) -> Result<Refiner> {
-    expect_pipeline(model, REFINER_PIPELINE, "refiner")?;
-    Ok(Refiner::from_parts(model, parts::load(model, "unet", device)?.1))
-}
-
-impl Base {
-    pub fn from_folder(dir: &Path, device: &Device) -> Result<Self> {
-        base(&ModelFolder::open(dir)?, device)
-    }
-}
-
-impl Refiner {
-    pub fn from_folder(dir: &Path, device: &Device) -> Result<Self> {
-        refiner(&ModelFolder::open(dir)?, device)
-    }
+/// The refiner of a folder (see [`Refiner::from_folder`]).
+pub fn refiner(dir: &Path, device: &Device) -> Result<Refiner> {
+    let model = ModelFolder::open(dir)?;
+    expect_pipeline(&model, REFINER_PIPELINE, "refiner")?;
+    Ok(Refiner::from_parts(&model, parts::load(&model, "unet", device)?.1))
 }

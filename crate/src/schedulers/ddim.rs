@@ -63,18 +63,6 @@ impl Scheduler for Ddim {
         None
     }
 
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn order(&self) -> usize {
-        1
-    }
-
-    fn scale_model_input(&self, sample: Tensor<4>, _step: usize) -> Tensor<4> {
-        sample
-    }
-
     fn step(
         &mut self,
         model_output: Tensor<4>,

@@ -43,17 +43,16 @@ impl DpmSolver {
         if let Some(variance_type) = &config.variance_type {
             return Err(unsupported("variance_type", variance_type, "null"));
         }
-        for (key, set) in [
-            ("thresholding", config.thresholding),
-            ("use_exponential_sigmas", config.use_exponential_sigmas),
-            ("use_beta_sigmas", config.use_beta_sigmas),
-            ("use_lu_lambdas", config.use_lu_lambdas),
-            ("use_flow_sigmas", config.use_flow_sigmas),
-        ] {
-            if set {
-                return Err(unsupported(key, true, "false"));
-            }
-        }
+        schedule::refuse_set(
+            &[
+                ("thresholding", config.thresholding),
+                ("use_exponential_sigmas", config.use_exponential_sigmas),
+                ("use_beta_sigmas", config.use_beta_sigmas),
+                ("use_lu_lambdas", config.use_lu_lambdas),
+                ("use_flow_sigmas", config.use_flow_sigmas),
+            ],
+            "false",
+        )?;
         let alphas_cumprod = schedule::alphas_cumprod(config)?;
         let train_sigmas = schedule::train_sigmas(&alphas_cumprod);
         let train = config.num_train_timesteps;
@@ -116,18 +115,6 @@ impl Scheduler for DpmSolver {
 
     fn sigmas(&self) -> Option<&[f32]> {
         Some(&self.sigmas)
-    }
-
-    fn init_noise_sigma(&self) -> f64 {
-        1.0
-    }
-
-    fn order(&self) -> usize {
-        1
-    }
-
-    fn scale_model_input(&self, sample: Tensor<4>, _step: usize) -> Tensor<4> {
-        sample
     }
 
     fn step(

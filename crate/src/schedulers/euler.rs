@@ -1,5 +1,11 @@
-//! `EulerDiscreteScheduler`: Karras et al.'s Euler method on the sigma schedule (SDXL's default).
-//! `s_churn` is 0 as in the pipelines, so the step is deterministic.
+//! `EulerDiscreteScheduler` (SDXL's default) and `EulerAncestralDiscreteScheduler`: Karras et
+//! al.'s Euler method on the sigma schedule. One type serves both; they differ only in the step:
+//!
+//! - plain Euler steps from `sigma` to the next sigma (`s_churn` is 0 as in the pipelines, so
+//!   the step is deterministic);
+//! - ancestral Euler steps down to `sigma_down`, then adds fresh noise of size `sigma_up`
+//!   (`sigma_down² + sigma_up² = sigma_next²`). Its class reads no interpolation, Karras or
+//!   final-sigma keys: the last sigma is always 0.
 
 use burn::tensor::Tensor;
 
@@ -11,58 +17,55 @@ pub(crate) struct Euler {
     timesteps: Vec<f32>,
     sigmas: Vec<f32>,
     init_noise_sigma: f32,
+    /// `EulerAncestralDiscreteScheduler`'s step (fresh noise each step).
+    ancestral: bool,
 }
 
 impl Euler {
+    /// `EulerDiscreteScheduler`.
     pub(crate) fn new(config: &SchedulerConfig, steps: usize) -> Result<Self> {
         if config.interpolation_type != "linear" {
             return Err(unsupported("interpolation_type", &config.interpolation_type, "linear"));
         }
-        for (key, set) in [
-            ("use_karras_sigmas", config.use_karras_sigmas),
-            ("use_exponential_sigmas", config.use_exponential_sigmas),
-            ("use_beta_sigmas", config.use_beta_sigmas),
-        ] {
-            if set {
-                return Err(unsupported(key, true, "false for euler; dpmpp-2m-karras has Karras sigmas"));
-            }
-        }
+        schedule::refuse_set(
+            &[
+                ("use_karras_sigmas", config.use_karras_sigmas),
+                ("use_exponential_sigmas", config.use_exponential_sigmas),
+                ("use_beta_sigmas", config.use_beta_sigmas),
+            ],
+            "false for euler; dpmpp-2m-karras has Karras sigmas",
+        )?;
+        Self::build(config, steps, false)
+    }
+
+    /// `EulerAncestralDiscreteScheduler`.
+    pub(crate) fn ancestral(config: &SchedulerConfig, steps: usize) -> Result<Self> {
+        Self::build(config, steps, true)
+    }
+
+    /// The f32 timesteps spaced as configured, their sigmas interpolated linearly between
+    /// training timesteps (in f64, then rounded to f32), and the final sigma appended.
+    fn build(config: &SchedulerConfig, steps: usize, ancestral: bool) -> Result<Self> {
         let spacing = Spacing::of(config, Spacing::Linspace)?;
         let train_sigmas = schedule::train_sigmas(&schedule::alphas_cumprod(config)?);
-        let (timesteps, sigmas) = sigma_schedule(config, spacing, steps, &train_sigmas)?;
-        let mut sigmas: Vec<f32> = sigmas.into_iter().map(|s| s as f32).collect();
-        sigmas.push(schedule::final_sigma(config, &train_sigmas)?);
-        let init_noise_sigma = init_noise_sigma(&sigmas, spacing);
-        Ok(Euler { timesteps, sigmas, init_noise_sigma })
-    }
-}
-
-/// The f32 timesteps and their (f64, not yet rounded) sigmas of the two Euler schedulers:
-/// `timesteps` spaced as configured, sigmas interpolated linearly between training timesteps.
-pub(crate) fn sigma_schedule(
-    config: &SchedulerConfig,
-    spacing: Spacing,
-    steps: usize,
-    train_sigmas: &[f32],
-) -> Result<(Vec<f32>, Vec<f64>)> {
-    let train = config.num_train_timesteps;
-    let timesteps: Vec<f64> = match spacing {
-        Spacing::Linspace => schedule::linspace(0.0, (train - 1) as f64, steps).into_iter().rev().collect(),
-        Spacing::Leading => schedule::leading(train, steps, config.steps_offset),
-        Spacing::Trailing => schedule::trailing(train as f64, train as f64 / steps as f64)?,
-    };
-    let timesteps: Vec<f32> = timesteps.into_iter().map(|t| t as f32).collect();
-    let sigmas = schedule::interp(&timesteps, train_sigmas);
-    Ok((timesteps, sigmas))
-}
-
-/// With "leading" spacing the first timestep is below the last training one, so diffusers
-/// scales the noise as `sqrt(max_sigma² + 1)` rather than `max_sigma` (f32, like its tensors).
-pub(crate) fn init_noise_sigma(sigmas: &[f32], spacing: Spacing) -> f32 {
-    let max = sigmas.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    match spacing {
-        Spacing::Leading => schedule::input_scale(max),
-        Spacing::Linspace | Spacing::Trailing => max,
+        let train = config.num_train_timesteps;
+        let timesteps: Vec<f64> = match spacing {
+            Spacing::Linspace => schedule::linspace(0.0, (train - 1) as f64, steps).into_iter().rev().collect(),
+            Spacing::Leading => schedule::leading(train, steps, config.steps_offset),
+            Spacing::Trailing => schedule::trailing(train as f64, train as f64 / steps as f64)?,
+        };
+        let timesteps: Vec<f32> = timesteps.into_iter().map(|t| t as f32).collect();
+        let mut sigmas: Vec<f32> =
+            schedule::interp(&timesteps, &train_sigmas).into_iter().map(|s| s as f32).collect();
+        sigmas.push(if ancestral { 0.0 } else { schedule::final_sigma(config, &train_sigmas)? });
+        // With "leading" spacing the first timestep is below the last training one, so diffusers
+        // scales the noise as `sqrt(max_sigma² + 1)` rather than `max_sigma` (f32, like its tensors).
+        let max = sigmas.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let init_noise_sigma = match spacing {
+            Spacing::Leading => schedule::input_scale(max),
+            Spacing::Linspace | Spacing::Trailing => max,
+        };
+        Ok(Euler { timesteps, sigmas, init_noise_sigma, ancestral })
     }
 }
 
@@ -79,10 +82,6 @@ impl Scheduler for Euler {
         f64::from(self.init_noise_sigma)
     }
 
-    fn order(&self) -> usize {
-        1
-    }
-
     fn scale_model_input(&self, sample: Tensor<4>, step: usize) -> Tensor<4> {
         sample.div_scalar(schedule::input_scale(self.sigmas[step]))
     }
@@ -92,14 +91,28 @@ impl Scheduler for Euler {
         model_output: Tensor<4>,
         step: usize,
         sample: Tensor<4>,
-        _noise: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
+        noise: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
     ) -> StepOutput {
-        let sigma = self.sigmas[step];
-        // diffusers' expression order (x0, then the derivative from it), so the rounding matches.
+        let (sigma, sigma_to) = (self.sigmas[step], self.sigmas[step + 1]);
+        // f32 scalars in diffusers' expression order (x0, then the derivative from it), so the
+        // rounding matches. Plain Euler steps all the way to `sigma_to` and adds no noise.
+        let (sigma_down, sigma_up) = if self.ancestral {
+            let sigma_up = (sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma)).sqrt();
+            ((sigma_to * sigma_to - sigma_up * sigma_up).sqrt(), Some(sigma_up))
+        } else {
+            (sigma_to, None)
+        };
         let pred_original_sample = sample.clone().sub(model_output.mul_scalar(sigma));
         let derivative = sample.clone().sub(pred_original_sample.clone()).div_scalar(sigma);
-        let dt = self.sigmas[step + 1] - sigma;
-        StepOutput { prev_sample: sample.add(derivative.mul_scalar(dt)), pred_original_sample }
+        let prev_sample = sample.add(derivative.mul_scalar(sigma_down - sigma));
+        let prev_sample = match sigma_up {
+            Some(sigma_up) => {
+                let fresh = noise(prev_sample.dims());
+                prev_sample.add(fresh.mul_scalar(sigma_up))
+            }
+            None => prev_sample,
+        };
+        StepOutput { prev_sample, pred_original_sample }
     }
 
     fn add_noise(&self, original: Tensor<4>, noise: Tensor<4>, step: usize) -> Tensor<4> {

@@ -9,7 +9,6 @@
 mod ddim;
 mod dpm_solver;
 mod euler;
-mod euler_ancestral;
 mod schedule;
 
 use std::str::FromStr;
@@ -127,9 +126,10 @@ fn number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::
 }
 
 /// The schedulers, by their CLI names `euler`, `euler-a`, `dpmpp-2m`, `dpmpp-2m-karras`, `ddim`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SchedulerKind {
     /// `EulerDiscreteScheduler`, SDXL's default.
+    #[default]
     Euler,
     /// `EulerAncestralDiscreteScheduler`.
     EulerAncestral,
@@ -188,12 +188,16 @@ pub trait Scheduler {
     fn timesteps(&self) -> &[f32];
     /// diffusers' `scheduler.sigmas` (one more than the timesteps); `None` for DDIM, which has none.
     fn sigmas(&self) -> Option<&[f32]>;
-    /// The scale of the initial noise: `latents = noise * init_noise_sigma`.
-    fn init_noise_sigma(&self) -> f64;
-    /// diffusers' `scheduler.order` (model evaluations per step; 1 for all of these).
-    fn order(&self) -> usize;
-    /// `scale_model_input` for the step at index `step`.
-    fn scale_model_input(&self, sample: Tensor<4>, step: usize) -> Tensor<4>;
+    /// The scale of the initial noise: `latents = noise * init_noise_sigma` (1 unless the
+    /// scheduler works in sigma space).
+    fn init_noise_sigma(&self) -> f64 {
+        1.0
+    }
+    /// `scale_model_input` for the step at index `step` (the identity unless the scheduler
+    /// works in sigma space).
+    fn scale_model_input(&self, sample: Tensor<4>, _step: usize) -> Tensor<4> {
+        sample
+    }
     /// One denoising step at index `step`. `noise` supplies the fresh Gaussian noise an ancestral
     /// step needs (given the sample's shape); the others never call it.
     fn step(
@@ -218,9 +222,7 @@ pub fn new_scheduler(
     schedule::check_steps(config, num_inference_steps)?;
     Ok(match kind {
         SchedulerKind::Euler => Box::new(euler::Euler::new(config, num_inference_steps)?),
-        SchedulerKind::EulerAncestral => {
-            Box::new(euler_ancestral::EulerAncestral::new(config, num_inference_steps)?)
-        }
+        SchedulerKind::EulerAncestral => Box::new(euler::Euler::ancestral(config, num_inference_steps)?),
         SchedulerKind::DpmPp2M => Box::new(dpm_solver::DpmSolver::new(config, num_inference_steps, false)?),
         SchedulerKind::DpmPp2MKarras => {
             Box::new(dpm_solver::DpmSolver::new(config, num_inference_steps, true)?)
@@ -244,26 +246,19 @@ pub fn steps_before(timesteps: &[f32], denoising_end: f64, num_train_timesteps: 
 }
 
 /// The step index where the refiner starts with `denoising_start`
-/// (`StableDiffusionXLImg2ImgPipeline.get_timesteps`): it runs the timesteps below the cutoff,
-/// one more for a second-order scheduler when that count is even so it never starts between the
-/// two evaluations of a step. Only meaningful for `denoising_start` in (0, 1).
-pub fn first_step_after(
-    timesteps: &[f32],
-    denoising_start: f64,
-    num_train_timesteps: usize,
-    order: usize,
-) -> usize {
+/// (`StableDiffusionXLImg2ImgPipeline.get_timesteps`): it runs the timesteps below the cutoff.
+/// (diffusers adds one step for a second-order scheduler when that count is even; every
+/// scheduler here is first order.) Only meaningful for `denoising_start` in (0, 1).
+pub fn first_step_after(timesteps: &[f32], denoising_start: f64, num_train_timesteps: usize) -> usize {
     let cutoff = cutoff_timestep(denoising_start, num_train_timesteps);
-    let mut steps = timesteps.iter().filter(|&&t| f64::from(t) < cutoff).count();
-    if order == 2 && steps % 2 == 0 {
-        steps += 1;
-    }
-    timesteps.len().saturating_sub(steps)
+    let steps = timesteps.iter().filter(|&&t| f64::from(t) < cutoff).count();
+    timesteps.len() - steps
 }
 
 /// The step index where img2img with `strength` starts (`get_timesteps` without
-/// `denoising_start`): it runs `min(int(steps·strength), steps)` steps, so `strength` 1 runs all.
-pub fn first_step_for_strength(num_inference_steps: usize, strength: f64, order: usize) -> usize {
+/// `denoising_start`, first-order schedulers): it runs `min(int(steps·strength), steps)` steps,
+/// so `strength` 1 runs all.
+pub fn first_step_for_strength(num_inference_steps: usize, strength: f64) -> usize {
     let run = ((num_inference_steps as f64 * strength) as usize).min(num_inference_steps);
-    (num_inference_steps - run) * order
+    num_inference_steps - run
 }

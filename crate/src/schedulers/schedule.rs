@@ -31,6 +31,15 @@ pub(crate) fn unsupported(key: &str, value: impl std::fmt::Display, supported: &
     Error::Unsupported(format!("scheduler `{key}` = {value} (supported: {supported})"))
 }
 
+/// Fails on the first of the boolean `flags` (key, value) that is set: each enables something
+/// the scheduler does not implement.
+pub(crate) fn refuse_set(flags: &[(&str, bool)], supported: &str) -> Result<()> {
+    match flags.iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err(unsupported(key, true, supported)),
+        None => Ok(()),
+    }
+}
+
 /// Rejects the config keys no scheduler here implements (each changes the numbers).
 pub(crate) fn check_common(config: &SchedulerConfig) -> Result<()> {
     if config.prediction_type != "epsilon" {

@@ -1,23 +1,24 @@
 //! JavaScript bindings (wasm32 only), used by web/worker.js: burn on the browser's WebGPU, a
 //! model loaded file by file as the worker fetches them, generation step by step.
 //!
-//! Errors reach JavaScript as `Error`s with a `kind`: `integrity` (bytes differ from the
-//! manifest: fetch again), `input` (a bad request), `cancelled`, `model` (a broken or
-//! unsupported model), `gpu` (reading back from the GPU failed).
+//! One style across the boundary: what crosses is plain data, converted by serde-wasm-bindgen
+//! (requests in, results and events out; byte buffers as `Uint8Array`). Errors reach JavaScript
+//! as `Error`s with a `kind` ([`crate::error::Kind`], or `gpu` when reading back failed).
 
 use burn::tensor::Device;
 use burn::tensor::wgpu::WgpuSetup;
-use js_sys::{Array, Object, Reflect, Uint8Array, Uint8ClampedArray};
+use serde::Serialize;
+use serde_bytes::ByteBuf;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
-use super::protocol::{Transfer, parse_generate};
+use super::protocol::Generate;
 use crate::error::Error;
 use crate::ops_check;
 use crate::pipeline::assembly::{Assembly, Role};
 use crate::pipeline::png::{encode_png, parameters_text, to_rgb8};
-use crate::pipeline::preview::{Preview, latent_preview};
-use crate::pipeline::{Base, Image, Noise, Refiner, Stage};
+use crate::pipeline::preview::latent_preview;
+use crate::pipeline::{Base, DecodeLimit, GenerateParams, Image, Noise, Refiner, Sdxl, Stage};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -25,27 +26,29 @@ fn start() {
 }
 
 fn js_error(error: Error) -> JsValue {
-    let kind = match &error {
-        Error::Integrity(_) => "integrity",
-        Error::Input { .. } => "input",
-        Error::Cancelled => "cancelled",
-        Error::Io { .. } | Error::Json { .. } | Error::Safetensors { .. } | Error::Unsupported(_) | Error::Weights(_) => {
-            "model"
-        }
-        Error::Output(_) => "gpu",
-    };
-    tagged_error(&error.to_string(), kind)
+    tagged_error(&error.to_string(), error.kind().name())
 }
 
 fn tagged_error(message: &str, kind: &str) -> JsValue {
     let error = js_sys::Error::new(message);
-    let _ = Reflect::set(&error, &"kind".into(), &kind.into());
+    let _ = js_sys::Reflect::set(&error, &"kind".into(), &kind.into());
     error.into()
 }
 
-/// Sets `object[key] = value`; setting a property of a plain object cannot fail.
-fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
-    let _ = Reflect::set(object, &key.into(), &value.into());
+fn gpu_error(error: impl std::fmt::Display) -> JsValue {
+    tagged_error(&format!("reading back from the GPU failed: {error}"), "gpu")
+}
+
+/// Plain data as a JavaScript value (objects as plain objects, not `Map`s).
+fn to_js(value: &impl Serialize) -> JsValue {
+    let serializer = serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true);
+    value.serialize(&serializer).expect("plain data converts")
+}
+
+/// The parameters' defaults (`sdxl generate`'s), for the page's form.
+#[wasm_bindgen]
+pub fn defaults() -> JsValue {
+    to_js(&GenerateParams::new(""))
 }
 
 /// burn initialized on the browser's WebGPU adapter.
@@ -53,6 +56,24 @@ fn set(object: &Object, key: &str, value: impl Into<JsValue>) {
 pub struct Gpu {
     device: Device,
     setup: WgpuSetup,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Adapter {
+    name: String,
+    backend: String,
+    driver: String,
+    features: Vec<String>,
+    limits: String,
+    max_buffer_size: f64,
+    max_storage_buffer_binding_size: f64,
+}
+
+#[derive(Serialize)]
+struct OpsStage {
+    name: &'static str,
+    values: Vec<f32>,
 }
 
 #[wasm_bindgen]
@@ -67,36 +88,29 @@ impl Gpu {
         Ok(Gpu { device, setup })
     }
 
-    /// The adapter burn runs on: `{ name, backend, driver, features: [..], limits: "…",
-    /// maxBufferSize, maxStorageBufferBindingSize }`.
+    /// The adapter burn runs on: `{ name, backend, driver, features, limits, maxBufferSize,
+    /// maxStorageBufferBindingSize }`.
     pub fn adapter(&self) -> JsValue {
         let adapter = &self.setup.adapter;
         let info = adapter.get_info();
-        let features = Array::new();
-        for (name, _) in adapter.features().iter_names() {
-            features.push(&name.into());
-        }
         let limits = self.setup.device.limits();
-        let object = Object::new();
-        set(&object, "name", info.name);
-        set(&object, "backend", format!("{:?}", self.setup.backend));
-        set(&object, "driver", format!("{} {}", info.driver, info.driver_info));
-        set(&object, "features", features);
-        set(&object, "limits", format!("{limits:#?}"));
-        set(&object, "maxBufferSize", limits.max_buffer_size as f64);
-        set(&object, "maxStorageBufferBindingSize", limits.max_storage_buffer_binding_size as f64);
-        object.into()
+        to_js(&Adapter {
+            name: info.name,
+            backend: format!("{:?}", self.setup.backend),
+            driver: format!("{} {}", info.driver, info.driver_info),
+            features: adapter.features().iter_names().map(|(name, _)| name.to_string()).collect(),
+            limits: format!("{limits:#?}"),
+            max_buffer_size: limits.max_buffer_size as f64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as f64,
+        })
     }
 
-    /// Runs the ops check graph on WebGPU: `{ stage name: Float32Array }`.
+    /// Runs the ops check graph on WebGPU: `[{ name, values }]`, in the graph's order.
     #[wasm_bindgen(js_name = opsCheck)]
     pub async fn ops_check(&self) -> Result<JsValue, JsError> {
         let stages = ops_check::run(&self.device).await.map_err(|e| JsError::new(&e.to_string()))?;
-        let object = Object::new();
-        for stage in &stages {
-            set(&object, stage.name, js_sys::Float32Array::from(stage.values.as_slice()));
-        }
-        Ok(object.into())
+        let stages: Vec<OpsStage> = stages.into_iter().map(|stage| OpsStage { name: stage.name, values: stage.values }).collect();
+        Ok(to_js(&stages))
     }
 }
 
@@ -121,10 +135,10 @@ impl ModelLoader {
         Ok(ModelLoader { assembly })
     }
 
-    /// The files to fetch, in order, as JSON: `[{ path, size, sha256, component }]`, paths
-    /// relative to the manifest.
-    pub fn needed(&self) -> String {
-        serde_json::to_string(self.assembly.needed()).expect("plain data serializes")
+    /// The files to fetch, in order: `[{ path, size, sha256, component }]`, paths relative to
+    /// the manifest.
+    pub fn needed(&self) -> JsValue {
+        to_js(&self.assembly.needed())
     }
 
     /// Checks a file against the manifest and loads it (an `integrity` error: fetch it again).
@@ -143,6 +157,38 @@ pub struct Pipeline {
     buffer_limit: u64,
 }
 
+#[derive(Serialize)]
+struct Preview {
+    width: usize,
+    height: usize,
+    rgba: ByteBuf,
+}
+
+#[derive(Serialize)]
+struct StepEvent {
+    stage: &'static str,
+    index: usize,
+    total: usize,
+    preview: Option<Preview>,
+}
+
+#[derive(Serialize)]
+struct Generated {
+    width: usize,
+    height: usize,
+    rgba: ByteBuf,
+    png: ByteBuf,
+    /// As a string: a u64 does not fit a JavaScript number.
+    seed: String,
+    parameters: String,
+    warnings: Vec<String>,
+}
+
+/// RGB bytes → RGBA bytes, opaque.
+fn rgba(rgb: &[u8]) -> ByteBuf {
+    ByteBuf::from(rgb.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect::<Vec<u8>>())
+}
+
 #[wasm_bindgen]
 impl Pipeline {
     /// Takes the loaders, which must have every file.
@@ -159,33 +205,45 @@ impl Pipeline {
         self.refiner.is_some()
     }
 
-    /// Runs a request (JSON: the parameters of `sdxl generate`, see `web::protocol`). After
-    /// each step it calls `onStep({ stage, index, total, preview?: { width, height, rgba } })`
-    /// and awaits its result: false (or a promise of false) cancels. Resolves to `{ width,
-    /// height, rgba, png, seed, parameters, warnings }`.
-    pub async fn generate(&self, request: String, on_step: js_sys::Function) -> Result<JsValue, JsValue> {
-        let request = parse_generate(&request, &self.base.vae_config, self.buffer_limit).map_err(js_error)?;
+    /// Widths and heights must be multiples of this many pixels (the VAE's scale times the
+    /// UNet's downsamplings).
+    #[wasm_bindgen(getter, js_name = sizeMultiple)]
+    pub fn size_multiple(&self) -> usize {
+        self.base.size_rules(None).multiple
+    }
+
+    /// Runs a request (the parameters of `sdxl generate` and `seed`, `refiner`, `previews`;
+    /// see `web::protocol`). After each step it calls `onStep({ stage, index, total, preview?:
+    /// { width, height, rgba } })` and awaits its result: false (or a promise of false)
+    /// cancels. Resolves to `{ width, height, rgba, png, seed, parameters, warnings }`.
+    pub async fn generate(&self, request: JsValue, on_step: js_sys::Function) -> Result<JsValue, JsValue> {
+        let request: serde_json::Value = serde_wasm_bindgen::from_value(request)
+            .map_err(|e| js_error(Error::Input { name: "request".into(), message: e.to_string() }))?;
+        let request = Generate::from_json(request).map_err(js_error)?;
         let refiner = match (request.refiner, &self.refiner) {
             (false, _) => None,
             (true, Some(refiner)) => Some(refiner),
             (true, None) => return Err(tagged_error("the refiner is on but no refiner is loaded", "input")),
         };
+        let limit = DecodeLimit { bytes: self.buffer_limit, text: format!("this GPU allows {} MiB", self.buffer_limit >> 20) };
+        let sdxl = Sdxl::new(&self.base, refiner).with_decode_limit(limit);
         let params = &request.params;
         let device = &self.device;
-        let noise = Noise::from_seed(request.seed, self.base.latent_shape(params), device);
-        let warnings = Array::new();
-        let mut generation =
-            self.base.start(refiner, params, noise, device, &mut |w| _ = warnings.push(&JsValue::from(w))).map_err(js_error)?;
+        let mut warnings = Vec::new();
+        let noise = Noise::from_seed(request.seed, device);
+        let mut generation = sdxl.start(params, noise, device, &mut |w| warnings.push(w)).map_err(js_error)?;
         while let Some(step) = generation.step() {
-            let event = Object::new();
-            set(&event, "stage", if step.stage == Stage::Base { "base" } else { "refiner" });
-            set(&event, "index", step.index as u32);
-            set(&event, "total", step.total as u32);
-            if request.previews {
-                let latent = step.denoised.into_data_async().await.map_err(gpu_error)?;
-                set(&event, "preview", preview_to_js(&latent_preview(latent)));
-            }
-            let mut go_on = on_step.call1(&JsValue::NULL, &event)?;
+            let preview = match request.previews {
+                true => {
+                    let latent = step.denoised.into_data_async().await.map_err(gpu_error)?;
+                    let preview = latent_preview(latent);
+                    Some(Preview { width: preview.width, height: preview.height, rgba: ByteBuf::from(preview.rgba) })
+                }
+                false => None,
+            };
+            let stage = if step.stage == Stage::Base { "base" } else { "refiner" };
+            let event = StepEvent { stage, index: step.index, total: step.total, preview };
+            let mut go_on = on_step.call1(&JsValue::NULL, &to_js(&event))?;
             if let Some(promise) = go_on.dyn_ref::<js_sys::Promise>() {
                 go_on = JsFuture::from(promise.clone()).await?;
             }
@@ -198,67 +256,14 @@ impl Pipeline {
         let image = Image::new(pixels.into_data_async().await.map_err(gpu_error)?);
         let parameters = parameters_text(params, Some(request.seed), refiner.is_some());
         let png = encode_png(&image, &parameters).map_err(js_error)?;
-        let rgba: Vec<u8> = to_rgb8(&image).map_err(js_error)?.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
-        let result = Object::new();
-        set(&result, "width", image.width as u32);
-        set(&result, "height", image.height as u32);
-        set(&result, "rgba", Uint8ClampedArray::from(rgba.as_slice()));
-        set(&result, "png", Uint8Array::from(png.as_slice()));
-        // As a string: a u64 does not fit a JavaScript number.
-        set(&result, "seed", request.seed.to_string());
-        set(&result, "parameters", parameters);
-        set(&result, "warnings", warnings);
-        Ok(result.into())
-    }
-}
-
-fn gpu_error(error: impl std::fmt::Display) -> JsValue {
-    tagged_error(&format!("reading back from the GPU failed: {error}"), "gpu")
-}
-
-fn preview_to_js(preview: &Preview) -> JsValue {
-    let object = Object::new();
-    set(&object, "width", preview.width as u32);
-    set(&object, "height", preview.height as u32);
-    set(&object, "rgba", Uint8ClampedArray::from(preview.rgba.as_slice()));
-    object.into()
-}
-
-/// A download's bookkeeping ([`Transfer`]); times in milliseconds (`performance.now()`).
-#[wasm_bindgen]
-pub struct Download(Transfer);
-
-#[wasm_bindgen]
-impl Download {
-    /// `total` bytes, of which `done` are already cached.
-    #[wasm_bindgen(constructor)]
-    pub fn new(total: f64, done: f64, now: f64) -> Download {
-        Download(Transfer::new(total as u64, done as u64, now))
-    }
-
-    pub fn advance(&mut self, bytes: f64, now: f64) {
-        self.0.advance(bytes as u64, now);
-    }
-
-    #[wasm_bindgen(getter)]
-    pub fn done(&self) -> f64 {
-        self.0.done() as f64
-    }
-
-    #[wasm_bindgen(getter)]
-    pub fn total(&self) -> f64 {
-        self.0.total() as f64
-    }
-
-    /// Bytes per second, `undefined` until known.
-    #[wasm_bindgen(getter)]
-    pub fn speed(&self) -> Option<f64> {
-        self.0.speed()
-    }
-
-    /// Seconds left, `undefined` until known.
-    #[wasm_bindgen(getter)]
-    pub fn eta(&self) -> Option<f64> {
-        self.0.eta_seconds()
+        Ok(to_js(&Generated {
+            width: image.width,
+            height: image.height,
+            rgba: rgba(&to_rgb8(&image).map_err(js_error)?),
+            png: ByteBuf::from(png),
+            seed: request.seed.to_string(),
+            parameters,
+            warnings,
+        }))
     }
 }

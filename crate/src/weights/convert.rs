@@ -2,25 +2,29 @@
 //! encoded and appended to the open shard at a time, so memory stays near the largest tensor
 //! whatever the checkpoint's size.
 
+// Reads untrusted bytes: no unwrap, expect or unchecked indexing (each allowed case says why).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::Digest;
 
-use super::diffusers::{read_json, weight_files};
+use super::diffusers::{check_component_name, read_json, weight_files};
 use super::manifest::{
     ComponentEntry, FORMAT_NAME, FORMAT_VERSION, FileEntry, MANIFEST_FILE, Manifest, ShardEntry, TENSOR_ALIGN,
     TensorEntry, hex,
 };
 use super::quant::{self, StoredDtype};
-use super::safetensors_stream::SafetensorsStream;
+use super::safetensors::SafetensorsSource;
 use super::single_file;
 use super::sharded::hash_file;
 use super::canonical_key;
 use super::TensorSource;
 use crate::error::{Error, Result};
 use crate::models::clip;
+use crate::models::part::check_config;
 
 pub const DEFAULT_SHARD_MB: u64 = 64;
 
@@ -48,16 +52,54 @@ impl Default for ConvertOptions {
 
 /// Converts `src` — a diffusers folder, or a Stability single-file checkpoint together with
 /// `options.config_from` — into `dst` (which must not exist or be empty); `note`
-/// receives progress lines. The manifest is written last, so an interrupted run leaves no
-/// model a loader would accept.
+/// receives progress lines. Everything is written into a temporary folder beside `dst` and
+/// renamed into place once the manifest checks out, so nothing is written outside `dst` and an
+/// interrupted or failed run leaves no model a loader would accept (and no partial folder).
 pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn FnMut(String)) -> Result<Manifest> {
     if options.block_size == 0 || options.shard_bytes == 0 {
         return Err(Error::Unsupported("block size and shard size must be positive".into()));
     }
     if std::fs::read_dir(dst).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(Error::Output(format!("{}: exists and is not empty; refusing to overwrite", dst.display())));
+        return Err(Error::model(dst.display(), "exists and is not empty; refusing to overwrite"));
     }
-    std::fs::create_dir_all(dst).map_err(|e| Error::io(dst, e))?;
+    if dst.exists() && !dst.is_dir() {
+        return Err(Error::model(dst.display(), "exists and is not a folder; refusing to overwrite"));
+    }
+    let name = dst.file_name().ok_or_else(|| Error::model(dst.display(), "names no folder"))?;
+    let parent = match dst.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let temporary = TemporaryFolder::new(parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id())))?;
+    let manifest = convert_into(src, &temporary.0, options, note)?;
+    if dst.is_dir() {
+        std::fs::remove_dir(dst).map_err(|e| Error::io(dst, e))?; // empty, checked above
+    }
+    std::fs::rename(&temporary.0, dst).map_err(|e| Error::io(dst, e))?;
+    std::mem::forget(temporary); // it is `dst` now
+    Ok(manifest)
+}
+
+/// A folder removed (with what is in it) unless the conversion into it succeeded.
+struct TemporaryFolder(PathBuf);
+
+impl TemporaryFolder {
+    fn new(path: PathBuf) -> Result<Self> {
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TemporaryFolder {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// [`convert`] into the empty folder `dst`.
+fn convert_into(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn FnMut(String)) -> Result<Manifest> {
     let (config_dir, checkpoint) = if src.is_file() {
         let Some(config_dir) = options.config_from.as_deref() else {
             return Err(Error::Unsupported(format!(
@@ -65,11 +107,16 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
                 src.display()
             )));
         };
-        (config_dir, Some(SafetensorsStream::open(&[src.to_path_buf()])?))
+        (config_dir, Some(SafetensorsSource::open(&[src.to_path_buf()])?))
     } else {
         (src, None)
     };
-    let model_index: serde_json::Map<String, serde_json::Value> = read_json(&config_dir.join("model_index.json"))?;
+    let index_path = config_dir.join("model_index.json");
+    let model_index: serde_json::Map<String, serde_json::Value> = read_json(&index_path)?;
+    // Component names become paths below both folders: check them all before anything is read.
+    for (name, _) in model_index.iter().filter(|(_, value)| value.is_array()) {
+        check_component_name(&index_path, name)?;
+    }
     if let Some(unknown) = options.components.iter().flatten().find(|name| !lists(&model_index, name)) {
         return Err(Error::Unsupported(format!(
             "{}: model_index.json lists no component `{unknown}`",
@@ -77,6 +124,15 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
         )));
     }
     let wanted = |name: &str| options.components.as_ref().is_none_or(|names| names.iter().any(|n| n == name));
+    // Every network's config must build before anything is converted.
+    for (component, entry) in &model_index {
+        let class = entry.as_array().and_then(|pair| pair.get(1)).and_then(|class| class.as_str());
+        let config = config_dir.join(component).join("config.json");
+        if let Some(class) = class.filter(|_| wanted(component) && config.is_file()) {
+            let value: serde_json::Value = read_json(&config)?;
+            check_config(class, &value).map_err(|e| Error::model(config.display(), e.to_string()))?;
+        }
+    }
     // A single-file checkpoint, split into diffusers components.
     let mut parts = match &checkpoint {
         Some(file) => Some(single_file::components(file, &layout(config_dir, &model_index)?)?),
@@ -105,9 +161,9 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
             manifest.components.insert(component.clone(), ComponentEntry { class: class.into(), config });
             let source: Box<dyn TensorSource + '_> = match &mut parts {
                 Some(parts) => Box::new(parts.remove(component.as_str()).ok_or_else(|| {
-                    Error::Weights(format!("{}: no tensors of `{component}` in the checkpoint", src.display()))
+                    Error::model(src.display(), format!("no tensors of `{component}` in the checkpoint"))
                 })?),
-                None => Box::new(SafetensorsStream::open(&weight_files(&dir)?)?),
+                None => Box::new(SafetensorsSource::open(&weight_files(&dir)?)?),
             };
             let mut writer = ShardWriter::new(dst, component, options.shard_bytes);
             for name in source.names() {
@@ -123,7 +179,7 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
                     _ => (StoredDtype::F16, None),
                 };
                 let bytes = quant::encode(dtype, &values, &shape, block_size)
-                    .map_err(|e| Error::Weights(format!("{}: tensor {name}: {e}", dir.display())))?;
+                    .map_err(|e| Error::model(dir.display(), format!("tensor {name}: {e}")))?;
                 if bytes.len() as u64 > options.shard_bytes {
                     note(format!("{component}: tensor {name} ({} bytes) exceeds the shard size; it gets a shard of its own", bytes.len()));
                 }
@@ -147,18 +203,15 @@ pub fn convert(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn 
         }
     }
     if let Some(left) = parts.as_ref().and_then(|parts| parts.keys().next()) {
-        return Err(Error::Weights(format!(
-            "{}: the checkpoint holds `{left}`, which {} does not list",
+        return Err(Error::model(
             src.display(),
-            config_dir.join("model_index.json").display()
-        )));
+            format!("the checkpoint holds `{left}`, which {} does not list", config_dir.join("model_index.json").display()),
+        ));
     }
     let path = dst.join(MANIFEST_FILE);
-    let partial = dst.join(format!("{MANIFEST_FILE}.partial"));
-    std::fs::write(&partial, manifest.to_json()).map_err(|e| Error::io(&partial, e))?;
-    std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
-    // What was written must read back: the same checks a loader makes.
+    // What is written must read back: the same checks a loader makes, before it is written.
     Manifest::parse(manifest.to_json().as_bytes(), &path.display().to_string())?;
+    std::fs::write(&path, manifest.to_json()).map_err(|e| Error::io(&path, e))?;
     Ok(manifest)
 }
 
@@ -172,7 +225,7 @@ fn layout(config_dir: &Path, model_index: &serde_json::Map<String, serde_json::V
     let number = |component: &str, field: &str| -> Result<serde_json::Value> {
         let config: serde_json::Value = read_json(&config_dir.join(component).join("config.json"))?;
         config.get(field).cloned().ok_or_else(|| {
-            Error::Weights(format!("{}: {component}/config.json has no `{field}`", config_dir.display()))
+            Error::model(config_dir.display(), format!("{component}/config.json has no `{field}`"))
         })
     };
     let has_clip_l = lists(model_index, "text_encoder");

@@ -3,6 +3,9 @@
 //! Parsing validates everything that can be checked without the shard bytes, so a loader
 //! never indexes a shard with an offset the manifest did not promise to fit.
 
+// Reads untrusted bytes: no unwrap, expect or unchecked indexing (each allowed case says why).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -77,7 +80,7 @@ pub struct TensorEntry {
 impl Manifest {
     /// Parses and validates manifest bytes; `origin` names them in errors (a path or a URL).
     pub fn parse(bytes: &[u8], origin: &str) -> Result<Self> {
-        let invalid = |message: String| Error::Weights(format!("{origin}: {message}"));
+        let invalid = |message: String| Error::model(origin, message);
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
         let object = value.as_object().ok_or_else(|| invalid("not a JSON object".into()))?;
@@ -146,7 +149,7 @@ impl Manifest {
             if !self.components.contains_key(&shard.component) {
                 return Err(format!("shard {} belongs to unknown component `{}`", shard.file, shard.component));
             }
-            check_sha256(&shard.sha256).map_err(|e| format!("shard {}: {e}", shard.file))?;
+            check_hex_sha256(&shard.sha256).map_err(|e| format!("shard {}: {e}", shard.file))?;
             if shards.insert(shard.file.as_str(), (shard, Vec::new())).is_some() {
                 return Err(format!("shard {} is listed twice", shard.file));
             }
@@ -156,7 +159,7 @@ impl Manifest {
             if !is_relative_path(&file.path) || file.path == MANIFEST_FILE {
                 return Err(format!("file `{}` is not a relative path inside the model", file.path));
             }
-            check_sha256(&file.sha256).map_err(|e| format!("file {}: {e}", file.path))?;
+            check_hex_sha256(&file.sha256).map_err(|e| format!("file {}: {e}", file.path))?;
             if !files.insert(file.path.as_str()) || shards.contains_key(file.path.as_str()) {
                 return Err(format!("file {} is listed twice", file.path));
             }
@@ -207,8 +210,10 @@ impl Manifest {
     }
 }
 
-/// A name that stays inside the model folder on every host: no separators, no `..`.
-fn is_plain_file_name(name: &str) -> bool {
+/// A name that stays inside the model folder on every host: no separators, no `..`. The one
+/// rule for every name a model file uses as a path (shards, listed files, diffusers' component
+/// folders and index entries).
+pub fn is_plain_file_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
@@ -219,7 +224,7 @@ fn is_relative_path(path: &str) -> bool {
     path.split('/').all(is_plain_file_name)
 }
 
-fn check_sha256(hex: &str) -> std::result::Result<(), String> {
+fn check_hex_sha256(hex: &str) -> std::result::Result<(), String> {
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         Ok(())
     } else {
@@ -235,4 +240,34 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The integrity rule, the one place it is written: a listed file is used only when its size
+/// and SHA-256 equal the manifest's ([`Error::Integrity`] otherwise: fetch it again).
+/// `location` names the file in the message.
+pub fn check_size(location: &str, listed: u64, actual: u64) -> Result<()> {
+    if actual == listed {
+        return Ok(());
+    }
+    Err(Error::Integrity {
+        location: location.into(),
+        problem: format!("{actual} bytes, the manifest says {listed} (truncated or replaced)"),
+    })
+}
+
+/// See [`check_size`]; `actual` is the lowercase hex SHA-256 of the file.
+pub fn check_sha256(location: &str, listed: &str, actual: &str) -> Result<()> {
+    if actual == listed {
+        return Ok(());
+    }
+    Err(Error::Integrity {
+        location: location.into(),
+        problem: format!("SHA-256 {actual} differs from the manifest's {listed} (corrupted or replaced)"),
+    })
+}
+
+/// [`check_size`] then [`check_sha256`] of bytes in memory.
+pub fn check_bytes(location: &str, size: u64, sha256: &str, bytes: &[u8]) -> Result<()> {
+    check_size(location, size, bytes.len() as u64)?;
+    check_sha256(location, sha256, &sha256_hex(bytes))
 }

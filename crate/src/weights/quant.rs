@@ -4,6 +4,9 @@
 //! ([`device_quantized`]) or expands them on the device ([`dequantize_blocks`]); [`decode`] is the
 //! host reference.
 
+// Reads untrusted bytes: no unwrap, expect or unchecked indexing (each allowed case says why).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::fmt;
 
 use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};

@@ -3,6 +3,9 @@
 //! against the manifest (size, SHA-256) before any of its bytes are used, and a module is
 //! filled shard by shard, so host memory stays near one shard plus one dequantized tensor.
 
+// Reads untrusted bytes: no unwrap, expect or unchecked indexing (each allowed case says why).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -11,9 +14,12 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::quant::StoredDtype;
-use super::manifest::{FileEntry, MANIFEST_FILE, Manifest, ShardEntry, TensorEntry, hex, sha256_hex};
-use super::{ModelSource, Stored, TensorSource, load_partial, quant};
-use crate::error::{Error, Result};
+use super::files;
+use super::loader::{Stored, TensorSource, load_partial};
+use super::manifest::{FileEntry, MANIFEST_FILE, Manifest, ShardEntry, TensorEntry, check_bytes, check_sha256, check_size, hex};
+use super::quant;
+use super::source::ModelSource;
+use crate::error::{Error, Result, TensorProblem};
 
 pub struct ShardedModel {
     /// The folder holding the manifest, or (browser) the URL it came from.
@@ -25,7 +31,7 @@ impl ShardedModel {
     /// Opens `dir/manifest.json`; shards are read when a component is loaded.
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = files::read_capped(&path, files::MAX_JSON_BYTES)?;
         Ok(Self { root: dir.to_path_buf(), manifest: Manifest::parse(&bytes, &path.display().to_string())? })
     }
 
@@ -42,37 +48,19 @@ impl ShardedModel {
     /// Checks a shard's bytes against the manifest and makes its tensors readable.
     pub fn check_shard<'a>(&'a self, file: &str, bytes: &'a [u8]) -> Result<ShardView<'a>> {
         let shard = self.manifest.shard(file).ok_or_else(|| {
-            Error::Weights(format!("{}: the manifest lists no shard {file}", self.root.display()))
+            Error::model(self.root.display(), format!("the manifest lists no shard {file}"))
         })?;
-        if bytes.len() as u64 != shard.size {
-            return Err(self.integrity_error(shard, format!(
-                "{} bytes, the manifest says {} (truncated or replaced)",
-                bytes.len(),
-                shard.size
-            )));
-        }
-        let hash = sha256_hex(bytes);
-        if hash != shard.sha256 {
-            return Err(self.integrity_error(shard, format!(
-                "SHA-256 {hash} differs from the manifest's {} (corrupted or replaced)",
-                shard.sha256
-            )));
-        }
+        check_bytes(&self.shard_location(shard), shard.size, &shard.sha256, bytes)?;
         let tensors = self.manifest.tensors.iter().filter(|t| t.shard == shard.file).map(|t| (t.name.as_str(), t)).collect();
         Ok(ShardView { model: self, shard, bytes, tensors, expanded: Default::default() })
     }
 
-    /// Reads a shard file beside the manifest (native), refusing one of the wrong size unread.
+    /// Reads a shard file beside the manifest (native), refusing one of the wrong size (or not
+    /// a regular file) unread; [`Self::check_shard`] checks the bytes.
     pub fn read_shard(&self, shard: &ShardEntry) -> Result<Vec<u8>> {
         let path = self.root.join(&shard.file);
-        let size = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-        if size != shard.size {
-            return Err(self.integrity_error(shard, format!(
-                "{size} bytes, the manifest says {} (truncated or replaced)",
-                shard.size
-            )));
-        }
-        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        check_size(&self.shard_location(shard), shard.size, files::regular_file(&path)?)?;
+        files::read_capped(&path, shard.size)
     }
 
     /// Re-hashes every shard and listed file beside the manifest (native), streaming; returns
@@ -84,36 +72,29 @@ impl ShardedModel {
             .chain(files)
             .filter_map(|(file, size, sha256)| {
                 let path = self.root.join(file);
-                match hash_file(&path) {
-                    Err(error) => Some(error.to_string()),
-                    Ok((actual, _)) if actual != size => {
-                        Some(format!("{}: {actual} bytes, the manifest says {size}", path.display()))
-                    }
-                    Ok((_, hash)) if &hash != sha256 => {
-                        Some(format!("{}: SHA-256 {hash} differs from the manifest's {sha256}", path.display()))
-                    }
-                    Ok(_) => None,
-                }
+                let location = path.display().to_string();
+                let checked = hash_file(&path).and_then(|(actual_size, hash)| {
+                    check_size(&location, size, actual_size)?;
+                    check_sha256(&location, sha256, &hash)
+                });
+                checked.err().map(|error| error.to_string())
             })
             .collect()
     }
 
     fn shard_error(&self, shard: &ShardEntry, message: String) -> Error {
-        Error::Weights(self.shard_message(shard, message))
+        Error::model(self.shard_location(shard), message)
     }
 
-    fn integrity_error(&self, shard: &ShardEntry, message: String) -> Error {
-        Error::Integrity(self.shard_message(shard, message))
-    }
-
-    fn shard_message(&self, shard: &ShardEntry, message: String) -> String {
-        format!("{}: shard of `{}`: {message}", self.root.join(&shard.file).display(), shard.component)
+    fn shard_location(&self, shard: &ShardEntry) -> String {
+        format!("{}: shard of `{}`", self.root.join(&shard.file).display(), shard.component)
     }
 }
 
 /// Size and SHA-256 of a file, read in bounded pieces.
 pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     use sha2::Digest;
+    files::regular_file(path)?;
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut hasher = sha2::Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -222,8 +203,10 @@ impl ShardView<'_> {
     }
 }
 
-/// A component's module being filled shard by shard: the browser hands each shard's bytes to
-/// [`apply_shard`](Self::apply_shard) as they arrive, then calls [`finish`](Self::finish).
+/// A component's module being filled shard by shard: each checked shard
+/// ([`ShardedModel::check_shard`]) goes to [`apply`](Self::apply) as it arrives (read from disk
+/// by [`ShardedModel`]'s `load`, downloaded by the browser's `pipeline::assembly`), then
+/// [`finish`](Self::finish) names any parameter no shard held.
 pub struct ModuleAssembly<M> {
     component: String,
     buffers: Vec<String>,
@@ -241,48 +224,36 @@ impl<M: Module> ModuleAssembly<M> {
         }
     }
 
-    /// Checks a shard of this component and loads its tensors into the module.
-    pub fn apply_shard(&mut self, model: &ShardedModel, file: &str, bytes: &[u8], device: &Device) -> Result<()> {
-        let view = model.check_shard(file, bytes)?;
-        self.apply(&view, device)
-    }
-
     /// Loads the tensors of a checked shard into the module.
     pub fn apply(&mut self, view: &ShardView, device: &Device) -> Result<()> {
         if view.component() != self.component {
             return Err(view.model.shard_error(view.shard, format!("not a shard of `{}`", self.component)));
         }
-        let module = self.module.take().ok_or_else(|| {
-            Error::Weights(format!("`{}`: loading failed earlier; start again", self.component))
-        })?;
+        let module = self.module.take().ok_or_else(|| self.failed_earlier())?;
         let buffers: Vec<&str> = self.buffers.iter().map(String::as_str).collect();
-        let (module, partial) = load_partial(module, view, &buffers, device).map_err(|e| match e {
-            Error::Weights(message) => view.model.shard_error(view.shard, message),
-            other => other,
-        })?;
+        let (module, partial) =
+            load_partial(module, view, &buffers, device).map_err(|e| e.at(view.model.shard_location(view.shard)))?;
         self.applied.extend(partial.applied);
         self.module = Some(module);
         Ok(())
     }
 
+    fn failed_earlier(&self) -> Error {
+        Error::model(format!("`{}`", self.component), "loading failed earlier; start again")
+    }
+
     /// The filled module, or an error naming the parameters no shard provided.
-    pub fn finish(self, model: &ShardedModel, device: &Device) -> Result<M> {
-        let module = self.module.ok_or_else(|| {
-            Error::Weights(format!("`{}`: loading failed earlier; start again", self.component))
-        })?;
+    pub fn finish(mut self, model: &ShardedModel, device: &Device) -> Result<M> {
+        let module = self.module.take().ok_or_else(|| self.failed_earlier())?;
         // A pass over nothing lists every parameter's checkpoint name as absent.
         let (module, every) = load_partial(module, &Nothing, &[], device)?;
         let missing: Vec<String> = every.absent.difference(&self.applied).cloned().collect();
         if missing.is_empty() {
             Ok(module)
         } else {
-            Err(Error::Weights(format!(
-                "{}: `{}`: no shard holds {} tensor(s): missing tensor {}",
-                model.root.display(),
-                self.component,
-                missing.len(),
-                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", missing tensor ")
-            )))
+            let location = format!("{}: `{}`: no shard holds {} tensor(s)", model.root.display(), self.component, missing.len());
+            let problems = missing.into_iter().take(5).map(TensorProblem::Missing).collect();
+            Err(Error::Tensors { location: Some(location), problems })
         }
     }
 }
@@ -306,9 +277,8 @@ impl ModelSource for ShardedModel {
 
     fn class_of(&self, component: &str) -> Result<&str> {
         self.manifest.components.get(component).map(|entry| entry.class.as_str()).ok_or_else(|| {
-            Error::Weights(format!(
-                "{}: the manifest has no component `{component}` (it has: {})",
-                self.root.display(),
+            Error::model(self.root.display(), format!(
+                "the manifest has no component `{component}` (it has: {})",
                 self.manifest.components.keys().cloned().collect::<Vec<_>>().join(", ")
             ))
         })
@@ -317,12 +287,24 @@ impl ModelSource for ShardedModel {
     fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T> {
         self.class_of(component)?;
         serde_json::from_value(self.manifest.components[component].config.clone()).map_err(|e| {
-            Error::Weights(format!("{}: the config of `{component}`: {e}", self.root.join(MANIFEST_FILE).display()))
+            Error::model(self.root.join(MANIFEST_FILE).display(), format!("the config of `{component}`: {e}"))
         })
     }
 
     fn model_index(&self) -> &serde_json::Map<String, serde_json::Value> {
         &self.manifest.model_index
+    }
+
+    fn folder_files(&self, folder: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+        let prefix = format!("{folder}/");
+        let mut files = BTreeMap::new();
+        for file in self.manifest.files.iter().filter(|file| file.path.starts_with(&prefix)) {
+            let path = self.root.join(&file.path);
+            let bytes = files::read_capped(&path, file.size)?;
+            check_bytes(&path.display().to_string(), file.size, &file.sha256, &bytes)?;
+            files.insert(file.path[prefix.len()..].to_string(), bytes);
+        }
+        Ok(files)
     }
 
     /// Reads the component's shards one at a time, each checked before use.

@@ -3,12 +3,15 @@
 //! `from_single_file` applies (diffusers/loaders/single_file_utils.py), as one function from a
 //! Stability key to the diffusers key(s) it becomes, and the tensor changes it needs.
 
+// Reads untrusted bytes: no unwrap, expect or unchecked indexing (each allowed case says why).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::collections::BTreeMap;
 
 use burn::tensor::TensorData;
 
 use super::TensorSource;
-use super::safetensors_stream::SafetensorsStream;
+use super::safetensors::SafetensorsSource;
 use crate::error::{Error, Result};
 
 /// The architecture facts the mapping depends on, from the diffusers configs.
@@ -252,14 +255,14 @@ pub fn transform(data: TensorData, transform: Transform) -> std::result::Result<
 
 /// One diffusers component's tensors, read from a single-file checkpoint.
 pub struct SingleFileComponent<'a> {
-    file: &'a SafetensorsStream,
+    file: &'a SafetensorsSource,
     /// diffusers key → (Stability key, transform).
     keys: BTreeMap<String, (String, Transform)>,
 }
 
 /// Splits a single-file checkpoint into its diffusers components; errors name every key the
 /// mapping does not know.
-pub fn components<'a>(file: &'a SafetensorsStream, layout: &Layout) -> Result<BTreeMap<&'static str, SingleFileComponent<'a>>> {
+pub fn components<'a>(file: &'a SafetensorsSource, layout: &Layout) -> Result<BTreeMap<&'static str, SingleFileComponent<'a>>> {
     let mut components: BTreeMap<&'static str, SingleFileComponent<'a>> = BTreeMap::new();
     let mut unknown = Vec::new();
     for key in file.names() {
@@ -276,11 +279,14 @@ pub fn components<'a>(file: &'a SafetensorsStream, layout: &Layout) -> Result<BT
     if unknown.is_empty() {
         Ok(components)
     } else {
-        Err(Error::Weights(format!(
-            "{} single-file tensor(s) with no diffusers equivalent: {}",
-            unknown.len(),
-            unknown.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-        )))
+        Err(Error::model(
+            "single-file checkpoint",
+            format!(
+                "{} tensor(s) with no diffusers equivalent: {}",
+                unknown.len(),
+                unknown.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ))
     }
 }
 
@@ -296,6 +302,6 @@ impl TensorSource for SingleFileComponent<'_> {
         let Some(data) = self.file.read(key)? else {
             return Ok(None);
         };
-        transform(data, *how).map(Some).map_err(|e| Error::Weights(format!("single-file tensor {key} → {name}: {e}")))
+        transform(data, *how).map(Some).map_err(|e| Error::model("single-file checkpoint", format!("tensor {key} → {name}: {e}")))
     }
 }

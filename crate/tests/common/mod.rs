@@ -19,7 +19,7 @@ pub fn relative_l2(ours: &TensorData, reference: &TensorData) -> f64 {
     let ours = ours.try_to_vec::<f32>().unwrap();
     let reference = reference.try_to_vec::<f32>().unwrap();
     assert!(reference.iter().any(|&v| v != 0.0), "the reference is all zeros: the comparison would prove nothing");
-    sdxl_web::ops_check::relative_l2(&ours, &reference)
+    sdxl_web::relative_error::relative_l2(&ours, &reference)
 }
 
 /// Progress that lets every run go on and asks for no previews.
@@ -28,5 +28,38 @@ pub struct Quiet;
 impl Progress for Quiet {
     fn step(&mut self, _: Stage, _: usize, _: usize, _: Option<Preview>) -> ControlFlow<()> {
         ControlFlow::Continue(())
+    }
+}
+
+/// A folder of its own under the system's temp folder (named for the test binary's process),
+/// emptied when made and removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sdxl-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Asserts an error message names each of `parts`.
+pub fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "`{part}` not in: {message}");
     }
 }

@@ -7,16 +7,18 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::pipeline::parts;
-use crate::models::clip::ClipTextModel;
+use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::unet::{UNet2DConditionModel, UNetConfig};
 use crate::models::vae::{AutoencoderKL, VaeConfig};
 use crate::weights::ModelFolder;
-use crate::weights::safetensors_file::SafetensorsSource;
+use crate::weights::safetensors::SafetensorsSource;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[clap(rename_all = "snake_case")]
 pub enum Component {
     TextEncoder,
+    /// Spelled as the folder, the manifest and diffusers spell it (`text_encoder2` still works).
+    #[value(name = "text_encoder_2", alias = "text_encoder2")]
     TextEncoder2,
     Unet,
     VaeDecoder,
@@ -43,10 +45,7 @@ struct Inputs<'a> {
 
 impl Inputs<'_> {
     fn data(&self, name: &str) -> Result<TensorData> {
-        self.source.read_raw(name)?.ok_or_else(|| Error::Input {
-            name: name.into(),
-            message: "missing from the input file".into(),
-        })
+        self.source.read_input(name)
     }
 
     fn float<const D: usize>(&self, name: &str, expected: [Option<usize>; D]) -> Result<Tensor<D>> {
@@ -64,7 +63,8 @@ impl Inputs<'_> {
         Ok(Tensor::from_data(data, self.device))
     }
 
-    fn token_windows(&self, name: &str) -> Result<Vec<Vec<i64>>> {
+    /// Token ids [B, T], each below `vocab_size`.
+    fn token_windows(&self, name: &str, vocab_size: usize) -> Result<Vec<Vec<i64>>> {
         let data = self.data(name)?;
         let shape = data.shape().to_vec();
         let [batch, tokens] = shape[..] else {
@@ -74,6 +74,9 @@ impl Inputs<'_> {
             name: name.into(),
             message: format!("{e:?}"),
         })?;
+        if let Some(id) = ids.iter().find(|&&id| id < 0 || id as u64 >= vocab_size as u64) {
+            return Err(Error::Input { name: name.into(), message: format!("token id {id} is not below the vocabulary size {vocab_size}") });
+        }
         Ok((0..batch).map(|b| ids[b * tokens..(b + 1) * tokens].to_vec()).collect())
     }
 }
@@ -90,8 +93,8 @@ pub fn run(
     let inputs = Inputs { source: inputs, device };
     let outputs = match component {
         Component::TextEncoder | Component::TextEncoder2 => {
-            let (_, encoder): (_, ClipTextModel) = parts::load(model, component.folder(), device)?;
-            let out = encoder.forward(&inputs.token_windows("input_ids")?, device)?;
+            let (config, encoder): (ClipTextConfig, ClipTextModel) = parts::load(model, component.folder(), device)?;
+            let out = encoder.forward(&inputs.token_windows("input_ids", config.vocab_size)?, device)?;
             let mut outputs = vec![("penultimate".to_string(), out.penultimate.into_data())];
             if let Some(text_embeds) = out.text_embeds {
                 outputs.push(("text_embeds".to_string(), text_embeds.into_data()));

@@ -1,0 +1,213 @@
+//! A run of the denoising loop, one step at a time: each network's share of the schedule
+//! ([`Phase`]), classifier-free guidance, progress reports and the run's randomness.
+
+use std::cell::RefCell;
+use std::ops::ControlFlow;
+use std::rc::Rc;
+
+use burn::tensor::{Device, Tensor};
+
+use super::conditioning::PromptEmbeds;
+use super::preview::{Preview, latent_preview};
+use crate::error::{Error, Result};
+use crate::models::unet::UNet2DConditionModel;
+use crate::noise::NoiseGenerator;
+use crate::schedulers::{Scheduler, StepOutput};
+
+/// Which network a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Base,
+    Refiner,
+}
+
+/// Receives each finished step; returning `ControlFlow::Break` cancels the run with
+/// [`Error::Cancelled`] (what was allocated for it is dropped on return).
+pub trait Progress {
+    /// Whether `step` should be given a preview (computing one reads the latents back).
+    fn wants_preview(&self) -> bool {
+        false
+    }
+    /// `index` counts from 1 to `total` over base and refiner steps together.
+    fn step(&mut self, stage: Stage, index: usize, total: usize, preview: Option<Preview>) -> ControlFlow<()>;
+    fn warn(&mut self, message: String) {
+        let _ = message;
+    }
+}
+
+/// The run's randomness: the initial latents' noise [1, 4, H/8, W/8], drawn once the run's
+/// parameters are checked (so a bad size never sizes an allocation), and the fresh noise
+/// ancestral samplers (and img2img) draw.
+pub struct Noise<'a> {
+    pub initial: Box<dyn FnOnce([usize; 4]) -> Result<Tensor<4>> + 'a>,
+    pub steps: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
+}
+
+impl<'a> Noise<'a> {
+    /// Everything from one seeded stream (see [`crate::noise`]): the initial noise first,
+    /// then each step's, so a seed fixes the whole image natively and in the browser.
+    pub fn from_seed(seed: u64, device: &Device) -> Self {
+        let generator = Rc::new(RefCell::new(NoiseGenerator::new(seed)));
+        let (first, device, later) = (generator.clone(), device.clone(), device.clone());
+        Self {
+            initial: Box::new(move |shape| Ok(first.borrow_mut().normal(shape, &device))),
+            steps: Box::new(move |shape| generator.borrow_mut().normal(shape, &later)),
+        }
+    }
+
+    /// Given initial noise (diffusers' `latents=`), which must have the run's shape; step
+    /// noise from a generator seeded with 0.
+    pub fn given(initial: Tensor<4>, device: &Device) -> Self {
+        let mut generator = NoiseGenerator::new(0);
+        let device = device.clone();
+        Self {
+            initial: Box::new(move |shape| {
+                if initial.dims() != shape {
+                    return Err(Error::Input {
+                        name: "noise".into(),
+                        message: format!("shape {:?}, expected {shape:?}", initial.dims()),
+                    });
+                }
+                Ok(initial)
+            }),
+            steps: Box::new(move |shape| generator.normal(shape, &device)),
+        }
+    }
+}
+
+/// One network's share of the denoising loop.
+pub(super) struct Denoise<'a> {
+    unet: &'a UNet2DConditionModel,
+    /// The UNet's conditioning, batched once per run: [negative, positive] under classifier-free
+    /// guidance, as diffusers concatenates it, else the positive alone.
+    context: Tensor<3>,
+    pooled: Tensor<2>,
+    time_ids: Tensor<2>,
+    /// Classifier-free guidance: the batch is [negative, positive] and the two predictions
+    /// are combined with `guidance`.
+    guided: bool,
+    guidance: f64,
+    stage: Stage,
+}
+
+impl<'a> Denoise<'a> {
+    /// `negative` is present when classifier-free guidance is on.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        unet: &'a UNet2DConditionModel,
+        positive: PromptEmbeds,
+        negative: Option<PromptEmbeds>,
+        time_ids: &[f32],
+        negative_time_ids: &[f32],
+        guidance: f64,
+        stage: Stage,
+        device: &Device,
+    ) -> Self {
+        let ids = |ids: &[f32]| Tensor::<1>::from_floats(ids, device).unsqueeze::<2>();
+        let guided = negative.is_some();
+        let (context, pooled, time_ids) = match negative {
+            Some(negative) => (
+                Tensor::cat(vec![negative.context, positive.context], 0),
+                Tensor::cat(vec![negative.pooled, positive.pooled], 0),
+                Tensor::cat(vec![ids(negative_time_ids), ids(time_ids)], 0),
+            ),
+            None => (positive.context, positive.pooled, ids(time_ids)),
+        };
+        Self { unet, context, pooled, time_ids, guided, guidance, stage }
+    }
+
+    /// One step of the schedule: the UNet on the (doubled, under guidance) latents, guidance,
+    /// the scheduler's update.
+    fn step(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        latents: Tensor<4>,
+        step: usize,
+        noise: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
+        device: &Device,
+    ) -> StepOutput {
+        let batch = self.context.dims()[0];
+        let t = scheduler.timesteps()[step];
+        let input = scheduler.scale_model_input(latents.clone(), step);
+        let input = if self.guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
+        let timestep = Tensor::<1>::from_floats(vec![t; batch].as_slice(), device);
+        let prediction = self.unet.forward(input, timestep, self.context.clone(), self.pooled.clone(), self.time_ids.clone());
+        let prediction = if self.guided {
+            let [uncond, text] = prediction.chunk(2, 0).try_into().expect("two halves");
+            uncond.clone() + (text - uncond) * self.guidance
+        } else {
+            prediction
+        };
+        scheduler.step(prediction, step, latents, noise)
+    }
+}
+
+/// One network's share of a run: its steps of the schedule, on its own scheduler.
+pub(super) struct Phase<'a> {
+    pub denoise: Denoise<'a>,
+    pub scheduler: Box<dyn Scheduler>,
+    pub steps: std::ops::Range<usize>,
+}
+
+/// A finished step of a [`Generation`].
+pub struct Step {
+    pub stage: Stage,
+    /// Counts from 1 to `total` over base and refiner steps together.
+    pub index: usize,
+    pub total: usize,
+    /// The scheduler's estimate of the clean latents [1, 4, h, w] (what previews show).
+    pub denoised: Tensor<4>,
+}
+
+/// A run taken one step at a time, so a caller can show progress, read previews back
+/// asynchronously (the browser) or stop between steps. Dropping it frees what it holds.
+pub struct Generation<'a> {
+    phases: std::collections::VecDeque<Phase<'a>>,
+    latents: Tensor<4>,
+    draw: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
+    device: Device,
+    done: usize,
+    total: usize,
+}
+
+impl<'a> Generation<'a> {
+    pub(super) fn new(
+        phases: Vec<Phase<'a>>,
+        latents: Tensor<4>,
+        draw: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
+        device: &Device,
+    ) -> Self {
+        let total = phases.iter().map(|phase| phase.steps.len()).sum();
+        Self { phases: phases.into(), latents, draw, device: device.clone(), done: 0, total }
+    }
+
+    /// Takes the next step; `None` when the schedule is done.
+    pub fn step(&mut self) -> Option<Step> {
+        while self.phases.front().is_some_and(|phase| phase.steps.is_empty()) {
+            self.phases.pop_front();
+        }
+        let phase = self.phases.front_mut()?;
+        let step = phase.steps.next().expect("a phase with steps left");
+        let out = phase.denoise.step(phase.scheduler.as_mut(), self.latents.clone(), step, &mut *self.draw, &self.device);
+        self.latents = out.prev_sample;
+        self.done += 1;
+        Some(Step { stage: phase.denoise.stage, index: self.done, total: self.total, denoised: out.pred_original_sample })
+    }
+
+    /// Steps to the end, reporting each step (with a preview when asked for); stops with
+    /// [`Error::Cancelled`] when `progress` says so.
+    pub fn run(mut self, progress: &mut dyn Progress) -> Result<Tensor<4>> {
+        while let Some(step) = self.step() {
+            let preview = progress.wants_preview().then(|| latent_preview(step.denoised.narrow(0, 0, 1).into_data()));
+            if progress.step(step.stage, step.index, step.total, preview).is_break() {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(self.latents)
+    }
+
+    /// The current latents: the final ones once [`Self::step`] returned `None`.
+    pub fn latents(&self) -> Tensor<4> {
+        self.latents.clone()
+    }
+}

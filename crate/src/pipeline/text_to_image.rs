@@ -1,0 +1,68 @@
+//! Text to image, as diffusers' `StableDiffusionXLPipeline`, optionally handing over to the
+//! refiner as `StableDiffusionXLImg2ImgPipeline` in ensemble-of-experts mode (the base denoises
+//! up to `refiner_start`, the refiner continues on the same schedule).
+
+use burn::tensor::{Device, Tensor};
+
+use super::conditioning::base_time_ids;
+use super::generation::{Denoise, Generation, Noise, Phase, Progress, Stage};
+use super::image::Image;
+use super::params::GenerateParams;
+use super::sdxl::Sdxl;
+use crate::error::Result;
+use crate::schedulers;
+
+impl<'a> Sdxl<'a> {
+    /// Text to image: [`Self::denoise`] then the base's VAE.
+    pub fn generate(&self, params: &GenerateParams, noise: Noise, device: &Device, progress: &mut dyn Progress) -> Result<Image> {
+        Ok(self.base.decode(self.denoise(params, noise, device, progress)?))
+    }
+
+    /// The final latents (diffusers' `output_type="latent"` of the last pipeline run).
+    pub fn denoise(&self, params: &GenerateParams, noise: Noise, device: &Device, progress: &mut dyn Progress) -> Result<Tensor<4>> {
+        self.start(params, noise, device, &mut |warning| progress.warn(warning))?.run(progress)
+    }
+
+    /// A text-to-image run, ready to take its steps one at a time ([`Generation::step`]): the
+    /// parameters checked, the prompts encoded, the noise scaled, the base's and the refiner's
+    /// shares of the schedule fixed. `warn` receives what is allowed but unusual (sizes,
+    /// truncated prompts).
+    pub fn start(
+        &self,
+        params: &GenerateParams,
+        noise: Noise<'a>,
+        device: &Device,
+        warn: &mut dyn FnMut(String),
+    ) -> Result<Generation<'a>> {
+        self.check(params, warn)?;
+        let base = self.base;
+        let initial = (noise.initial)(base.latent_shape(params))?;
+        let encoders = [&base.text_encoder, &base.text_encoder_2];
+        let (positive, negative) = self.conditioning(&encoders, params, base.force_zeros_for_empty_prompt, device, warn)?;
+
+        let scheduler = schedulers::new_scheduler(params.scheduler, &base.scheduler, params.steps)?;
+        let timesteps = scheduler.timesteps().to_vec();
+        let train_steps = base.scheduler.num_train_timesteps;
+        let (base_end, refiner_begin) = match self.refiner {
+            Some(_) => (
+                schedulers::steps_before(&timesteps, params.refiner_start, train_steps),
+                schedulers::first_step_after(&timesteps, params.refiner_start, train_steps),
+            ),
+            None => (timesteps.len(), timesteps.len()),
+        };
+        let size = (params.height, params.width);
+        let time_ids = base_time_ids(size, (0, 0), size);
+        let latents = initial * scheduler.init_noise_sigma();
+        let base_run = Denoise::new(&base.unet, positive, negative, &time_ids, &time_ids, params.guidance, Stage::Base, device);
+        let mut phases = vec![Phase { denoise: base_run, scheduler, steps: 0..base_end }];
+        if let Some(refiner) = self.refiner {
+            // The refiner continues the same schedule on a fresh scheduler (the pipeline's own).
+            phases.push(Phase {
+                denoise: self.refiner_denoise(refiner, params, size, device, warn)?,
+                scheduler: schedulers::new_scheduler(params.scheduler, &base.scheduler, params.steps)?,
+                steps: refiner_begin..timesteps.len(),
+            });
+        }
+        Ok(Generation::new(phases, latents, noise.steps, device))
+    }
+}
