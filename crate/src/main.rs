@@ -111,7 +111,7 @@ mod cli {
         for path in std::iter::once(&args.out).chain(&args.out_tensor) {
             check_writable(path)?;
         }
-        let device = args.device.device();
+        let (device, buffer_limit) = args.device.open()?;
         let mut params = args.params;
         let input = args.image.as_ref().map(|path| -> Result<_> {
             let input = decode_png(&std::fs::read(path).map_err(|e| Error::io(path, e))?)?;
@@ -123,10 +123,10 @@ mod cli {
         let base = Base::from_folder(&args.model, &device)?;
         let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
         let mut sdxl = Sdxl::new(&base, refiner.as_ref());
-        // On the CPU backend buffers are host memory: a size that cannot fit is refused up front
-        // rather than aborting on a failed allocation.
-        if let (DeviceChoice::Cpu, Some(available)) = (args.device, sdxl_web::memory::available()) {
-            sdxl = sdxl.with_decode_limit(DecodeLimit { bytes: available, text: format!("only {} MiB of memory are available", available >> 20) });
+        // A size whose decoding needs a larger buffer than the device takes (the GPU's limits;
+        // host memory on the CPU backend) is refused up front rather than failing mid-run.
+        if let Some((bytes, text)) = buffer_limit {
+            sdxl = sdxl.with_decode_limit(DecodeLimit { bytes, text });
         }
         let (noise, seed) = match (args.noise, args.seed) {
             (Some(path), _) => {

@@ -13,6 +13,9 @@
 //! as in transformers. Whether one is matched before or after normalization (`normalized`)
 //! follows transformers' loading rules, see [`special_tokens`].
 
+// Reads untrusted bytes: no unwrap, expect or unchecked indexing (each allowed case says why).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -132,6 +135,7 @@ impl ClipTokenizer {
     ) -> Result<Self, TokenizerError> {
         const FILE: &str = "tokenizer.json";
         let json: Value = serde_json::from_slice(tokenizer_json).map_err(|source| TokenizerError::Json { file: FILE.into(), source })?;
+        #[allow(clippy::indexing_slicing)] // indexing a JSON value by key gives Null when absent, never panics
         let model = &json["model"];
         if model["type"] != "BPE" {
             return Err(invalid(FILE, format!("model type {} is not BPE", model["type"])));
@@ -153,6 +157,7 @@ impl ClipTokenizer {
                 .ok_or_else(|| invalid(FILE, "model.merges: each merge must be \"a b\" or [\"a\", \"b\"]"))?,
             _ => return Err(invalid(FILE, "model.merges is missing")),
         };
+        #[allow(clippy::indexing_slicing)] // indexing a JSON value by key gives Null when absent, never panics
         let added = match &json["added_tokens"] {
             Value::Array(tokens) => tokens.iter().map(|t| added_token(FILE, t, false)).collect::<Result<_, _>>()?,
             _ => Vec::new(),
@@ -189,6 +194,7 @@ impl ClipTokenizer {
             },
         };
         let [bos, eos, unk, pad] = specials.named.clone().map(|(token, _)| token.content);
+        #[allow(clippy::indexing_slicing)] // every named token was checked to be in the vocabulary above
         let id = |content: &str| vocab[content];
         let (bos, eos, pad) = (id(&bos), id(&eos), id(&pad));
 
@@ -224,7 +230,7 @@ impl ClipTokenizer {
     pub fn encode(&self, prompt: &str) -> Result<Encoded, TokenizerError> {
         let tokens = self.encode_raw(prompt)?;
         let kept = tokens.len().min(self.max_len - 2);
-        Ok(Encoded { ids: self.window(&tokens[..kept]), untruncated_len: tokens.len() + 2 })
+        Ok(Encoded { ids: self.window(tokens.get(..kept).unwrap_or_default()), untruncated_len: tokens.len() + 2 })
     }
 
     /// One `max_len` window: BOS, `tokens` (at most `max_len - 2`), EOS, padding.

@@ -109,6 +109,9 @@ fn bad_input_is_a_message_not_a_panic() {
         (vec!["--refiner", base.as_str()], "StableDiffusionXLImg2ImgPipeline"),
         // The demo VAE decodes 2^20 × 2^20 pixels through a 64 TiB buffer; nothing is allocated.
         (vec!["--width", "1048576", "--height", "1048576", "--device", "cpu"], "MiB of memory are available: choose a smaller size"),
+        // On wgpu the adapter's own limits decide, as in the browser (the demo VAE at 8192²
+        // decodes through a 4 GiB buffer).
+        (vec!["--width", "8192", "--height", "8192", "--device", "wgpu"], "needs a 4096 MiB buffer to decode the image; this GPU ("),
     ] {
         let run = generate(&out, &extra);
         let message = String::from_utf8_lossy(&run.stderr);
@@ -180,6 +183,43 @@ fn run_takes_diffusers_component_names() {
         outputs.push(SafetensorsSource::open(&[path]).unwrap().read("text_embeds").unwrap().unwrap());
     }
     assert_eq!(outputs[0], outputs[1]);
+}
+
+/// `sdxl run` refuses inputs it cannot run: NaN token ids, ids past the vocabulary, a file too
+/// short to be safetensors.
+#[test]
+fn run_refuses_bad_inputs() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let out = TempDir::new("run-bad");
+    let run = |input: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_sdxl"))
+            .args(["run", "--component", "text_encoder", "--model"])
+            .arg(fixtures.join("tiny-sdxl-base"))
+            .arg("--in")
+            .arg(input)
+            .arg("--out")
+            .arg(out.join("out.safetensors"))
+            .output()
+            .unwrap()
+    };
+    let ids = |name: &str, values: Vec<f32>| {
+        let path = out.join(name);
+        let data = burn::tensor::TensorData::new(values, [1, 77]);
+        sdxl_web::weights::safetensors::write(&path, &[("input_ids", &data)]).unwrap();
+        path
+    };
+    let short = out.join("short.safetensors");
+    std::fs::write(&short, [1, 2, 3]).unwrap();
+    for (input, expected) in [
+        (ids("nan.safetensors", vec![f32::NAN; 77]), "not finite"),
+        (ids("large.safetensors", vec![1e9; 77]), "is not below the vocabulary size"),
+        (short, "shorter than its 8-byte header length"),
+    ] {
+        let output = run(&input);
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(message.contains(expected) && !message.contains("panicked"), "{message}");
+    }
 }
 
 /// The acceptance check as a user would run it: `--noise` from diffusers' run,

@@ -66,8 +66,6 @@ impl Scratch {
     }
 }
 
-
-
 #[test]
 fn intact_model_verifies_and_loads() {
     let scratch = Scratch::new("intact");
@@ -103,6 +101,19 @@ fn changed_tokenizer_file_fails_verification() {
     let error = Base::from_folder(&scratch.0, &Device::flex()).err().expect("refused");
     assert!(matches!(error, Error::Integrity { .. }), "{error}");
     assert_mentions(&error.to_string(), &["tokenizer/vocab.json", "2 bytes, the manifest says"]);
+}
+
+/// A shard that is a FIFO (or any other non-file) is refused at once, not waited on.
+#[test]
+fn a_shard_that_is_no_regular_file_is_refused_without_waiting() {
+    let scratch = Scratch::new("fifo");
+    std::fs::remove_file(scratch.vae_shard()).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(scratch.vae_shard()).status().unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    assert_mentions(&scratch.verify_problems().join("\n"), &["vae-00000.bin", "not a regular file"]);
+    assert_mentions(&scratch.vae_error(), &["vae-00000.bin", "not a regular file"]);
+    assert!(started.elapsed().as_secs() < 10);
 }
 
 #[test]

@@ -1,25 +1,11 @@
 //! The `sdxl-weights` command line: convert, inspect, verify, and a clear non-zero exit on
 //! damage.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+use std::process::Command;
 
-fn sdxl_weights(args: &[&str], paths: &[&Path]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sdxl-weights"));
-    command.args(args);
-    for path in paths {
-        command.arg(path);
-    }
-    command.output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
+use common::{fixtures, sdxl_weights, text};
 
 #[test]
 fn convert_inspect_verify() {

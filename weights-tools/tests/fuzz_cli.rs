@@ -4,13 +4,13 @@
 //! message; never a panic or an abort; and nothing outside `--out` is written (a precious folder
 //! beside it, and the source, stay byte for byte as they were).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+use common::{fixtures, sdxl_weights as run};
 
 /// A small deterministic generator (xorshift64*): the cases are the same on every run.
 struct Rng(u64);
@@ -58,15 +58,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
-}
-
-fn run(args: &[&str], paths: &[&Path]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sdxl-weights"));
-    command.args(args);
-    for path in paths {
-        command.arg(path);
-    }
-    command.output().unwrap()
 }
 
 /// Exit 0, or exit 1 with an `error:` message or a verify report; never a panic or a signal.

@@ -12,3 +12,4 @@ pub mod transformer;
 pub mod unet;
 pub mod unet_blocks;
 pub mod vae;
+pub mod vae_tiling;

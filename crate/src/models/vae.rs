@@ -17,8 +17,9 @@ const EPS: f64 = 1e-6;
 
 /// diffusers' `AutoencoderKL` config. Keys this port does not implement are accepted only at
 /// their defaults, every count and size only within bounds (see [`VaeConfig::validate`]). Not
-/// read: `sample_size` (the default image size) and `force_upcast` (a precision hint: this port
-/// decodes in the device's f32 either way), which change no value computed.
+/// read: `force_upcast` (a precision hint: this port decodes in the device's f32 either way);
+/// `sample_size` (the default image size) only sets the default tiles of tiled decoding and
+/// encoding (`vae_tiling::VaeTiling::from_config`). Neither changes a value `decode` computes.
 #[derive(Clone, Debug, Deserialize)]
 pub struct VaeConfig {
     pub in_channels: usize,
@@ -52,6 +53,11 @@ pub struct VaeConfig {
     pub latents_mean: Option<Vec<f64>>,
     #[serde(default)]
     pub latents_std: Option<Vec<f64>>,
+    /// diffusers' default image size (1024 for SDXL; a number, or a list): the default tile size
+    /// of tiled decoding and encoding, read (and checked) only by
+    /// `vae_tiling::VaeTiling::from_config`, so any value loads.
+    #[serde(default)]
+    pub sample_size: Option<serde_json::Value>,
 }
 
 fn default_groups() -> usize {
@@ -274,6 +280,12 @@ impl AutoencoderKL {
         let mean = moments.clone().narrow(1, 0, self.latent_channels);
         let log_variance = moments.narrow(1, self.latent_channels, self.latent_channels).clamp(-30.0, 20.0);
         (mean, (log_variance * 0.5).exp())
+    }
+
+    /// diffusers' `_encode` without tiling: the encoder's output after `quant_conv`, mean and
+    /// log-variance stacked along channels ([B, 2·latent_channels, H/8, W/8]).
+    pub fn encode_moments(&self, image: Tensor<4>) -> Tensor<4> {
+        self.moments(image)
     }
 
     /// The encoder's output: mean and log-variance stacked along channels.

@@ -2,6 +2,9 @@
 //! chunk, in AUTOMATIC1111's format (which image viewers and web UIs read back): `tEXt` when the
 //! text is Latin-1, else `iTXt` (UTF-8), as A1111 (through PIL) writes it.
 
+// Reads untrusted bytes: no unwrap, expect or unchecked indexing (each allowed case says why).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use crate::error::{Error, Result};
 use crate::pipeline::{GenerateParams, Image};
 use crate::schedulers::SchedulerKind;
@@ -93,8 +96,12 @@ pub fn decode_png(bytes: &[u8]) -> Result<Image> {
     if frame.bit_depth != png::BitDepth::Eight {
         return Err(invalid(format!("{:?}-bit samples are not supported after expansion", frame.bit_depth)));
     }
-    let gray = |pixel: &[u8]| [pixel[0]; 3];
-    let rgb = |pixel: &[u8]| [pixel[0], pixel[1], pixel[2]];
+    // Pixels come in chunks of `channels` bytes (1 to 4): both patterns always match.
+    let gray = |pixel: &[u8]| [pixel.first().copied().unwrap_or_default(); 3];
+    let rgb = |pixel: &[u8]| match pixel {
+        [r, g, b, ..] => [*r, *g, *b],
+        _ => [0; 3],
+    };
     let (channels, to_rgb): (usize, &dyn Fn(&[u8]) -> [u8; 3]) = match frame.color_type {
         png::ColorType::Grayscale => (1, &gray),
         png::ColorType::GrayscaleAlpha => (2, &gray),

@@ -170,9 +170,9 @@ fn convert_into(src: &Path, dst: &Path, options: &ConvertOptions, note: &mut dyn
                 if clip::BUFFERS.contains(&name.as_str()) {
                     continue; // not a parameter (integer position ids in older checkpoints)
                 }
-                let data = source.read(&name)?.expect("listed by names()");
+                let data = source.read(&name)?.ok_or_else(|| Error::model(dir.display(), format!("tensor {name} vanished")))?;
                 let shape = data.shape().to_vec();
-                let values = data.try_into_vec::<f32>().expect("the stream yields f32");
+                let values = data.try_into_vec::<f32>().map_err(|e| Error::model(dir.display(), format!("tensor {name}: {e:?}")))?;
                 let (dtype, block_size) = match options.quant {
                     q if q.is_quantized() && quant::is_quantizable(&name, &shape) => (q, Some(options.block_size)),
                     StoredDtype::F32 => (StoredDtype::F32, None),
@@ -291,7 +291,7 @@ impl<'a> ShardWriter<'a> {
             let out = BufWriter::new(File::create(&path).map_err(|e| Error::io(&path, e))?);
             self.open = Some(OpenShard { file, out, hasher: sha2::Sha256::new(), size: 0 });
         }
-        let open = self.open.as_mut().expect("opened above");
+        let Some(open) = self.open.as_mut() else { return Ok(()) }; // opened above
         let padding = vec![0u8; (open.size.next_multiple_of(TENSOR_ALIGN) - open.size) as usize];
         for chunk in [&padding[..], bytes] {
             open.out.write_all(chunk).map_err(|e| Error::io(self.dir.join(&open.file), e))?;

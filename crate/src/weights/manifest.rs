@@ -126,6 +126,7 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> String {
+        #[allow(clippy::expect_used)] // plain data with string keys: serializing cannot fail
         serde_json::to_string_pretty(self).expect("a manifest always serializes")
     }
 
@@ -200,9 +201,9 @@ impl Manifest {
         }
         for (file, (_, ranges)) in &mut shards {
             ranges.sort();
-            for pair in ranges.windows(2) {
-                if pair[1].0 < pair[0].1 {
-                    return Err(format!("tensors {} and {} overlap in shard {file}", pair[0].2, pair[1].2));
+            for (before, after) in ranges.iter().zip(ranges.iter().skip(1)) {
+                if after.0 < before.1 {
+                    return Err(format!("tensors {} and {} overlap in shard {file}", before.2, after.2));
                 }
             }
         }

@@ -107,8 +107,9 @@ pub fn encode(dtype: StoredDtype, values: &[f32], shape: &[usize], block_size: O
         StoredDtype::F32 => values.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         StoredDtype::F16 => values.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
         StoredDtype::Q8 | StoredDtype::Q4 => {
-            let block = block_size.expect("checked by stored_len");
-            let (_, cols) = rows_cols(shape).expect("checked by stored_len");
+            let (Some(block), Some((_, cols))) = (block_size, rows_cols(shape)) else {
+                return Err(format!("{dtype} needs a block size and a matrix shape"));
+            };
             let limit = levels(dtype);
             let mut quantized = Vec::with_capacity(values.len());
             for row in values.chunks(cols.max(1)) {
@@ -129,10 +130,8 @@ pub fn encode(dtype: StoredDtype, values: &[f32], shape: &[usize], block_size: O
             if dtype == StoredDtype::Q8 {
                 out.extend(quantized.iter().map(|q| *q as u8));
             } else {
-                out.extend(quantized.chunks(2).map(|pair| {
-                    let nibble = |q: i8| (q + 8) as u8;
-                    nibble(pair[0]) | pair.get(1).map_or(0, |q| nibble(*q) << 4)
-                }));
+                let nibble = |q: Option<&i8>| q.map_or(0, |q| (q + 8) as u8);
+                out.extend(quantized.chunks(2).map(|pair| nibble(pair.first()) | nibble(pair.get(1)) << 4));
             }
         }
     }
@@ -147,28 +146,28 @@ pub fn decode(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block_size: Opt
         return Err(format!("{} bytes, {dtype} of shape {shape:?} takes {len}", bytes.len()));
     }
     Ok(match dtype {
-        StoredDtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        StoredDtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        StoredDtype::F32 => bytes.as_chunks::<4>().0.iter().map(|b| f32::from_le_bytes(*b)).collect(),
+        StoredDtype::F16 => f16_values(bytes),
         StoredDtype::Q8 | StoredDtype::Q4 => {
-            let block = block_size.expect("checked by stored_len");
-            let (rows, cols) = rows_cols(shape).expect("checked by stored_len");
-            let blocks_per_row = cols.div_ceil(block);
-            let (scales, values) = bytes.split_at(rows * blocks_per_row * 2);
-            let scale = |i: usize| {
-                let s = &scales[2 * ((i / cols) * blocks_per_row + (i % cols) / block)..];
-                f16::from_le_bytes([s[0], s[1]]).to_f32()
+            let (Some(block), Some((rows, cols))) = (block_size, rows_cols(shape)) else {
+                return Err(format!("{dtype} needs a block size and a matrix shape"));
             };
-            let count = rows * cols;
-            if dtype == StoredDtype::Q8 {
-                (0..count).map(|i| values[i] as i8 as f32 * scale(i)).collect()
-            } else {
-                (0..count)
-                    .map(|i| {
-                        let nibble = (values[i / 2] >> (4 * (i % 2))) & 0x0f;
-                        (nibble as i32 - 8) as f32 * scale(i)
-                    })
-                    .collect()
-            }
+            let blocks_per_row = cols.div_ceil(block);
+            let (scales, values) =
+                bytes.split_at_checked(rows * blocks_per_row * 2).ok_or_else(|| format!("{} bytes hold no scales", bytes.len()))?;
+            let scales = f16_values(scales);
+            // Levels in order; q4 packs two per byte, the low nibble first.
+            let levels: Vec<i8> = match dtype {
+                StoredDtype::Q8 => values.iter().map(|&b| b as i8).collect(),
+                _ => values.iter().flat_map(|&b| [(b & 0x0f) as i8 - 8, (b >> 4) as i8 - 8]).take(rows * cols).collect(),
+            };
+            levels
+                .chunks(cols.max(1))
+                .zip(scales.chunks(blocks_per_row.max(1)))
+                .flat_map(|(row, row_scales)| {
+                    row.chunks(block).zip(row_scales).flat_map(|(chunk, &scale)| chunk.iter().map(move |&q| q as f32 * scale))
+                })
+                .collect()
         }
     })
 }
@@ -186,8 +185,13 @@ pub fn whole_blocks<'a>(
     if !dtype.is_quantized() || cols % block != 0 || dtype.stored_len(shape, block_size).ok()? != bytes.len() as u64 {
         return None;
     }
-    let (scales, values) = bytes.split_at(rows * (cols / block) * 2);
-    Some((scales.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(), values))
+    let (scales, values) = bytes.split_at_checked(rows * (cols / block) * 2)?;
+    Some((f16_values(scales), values))
+}
+
+/// Little-endian f16 values as f32 (a trailing odd byte is ignored; callers check lengths).
+fn f16_values(bytes: &[u8]) -> Vec<f32> {
+    bytes.as_chunks::<2>().0.iter().map(|b| f16::from_le_bytes(*b).to_f32()).collect()
 }
 
 /// A q8/q4 weight as burn's block-quantized `[rows, cols]` tensor on `device` (a Linear weight in
@@ -246,7 +250,7 @@ pub fn dequantize_blocks(dtype: StoredDtype, values: &[u8], scales: &[f32], bloc
         .chunks(4)
         .map(|chunk| {
             let mut word = [0u8; 4];
-            word[..chunk.len()].copy_from_slice(chunk);
+            word.iter_mut().zip(chunk).for_each(|(to, from)| *to = *from);
             i32::from_le_bytes(word)
         })
         .collect();

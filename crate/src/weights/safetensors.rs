@@ -67,7 +67,7 @@ impl SafetensorsSource {
         let Some((index, offset, info)) = self.tensors.get(name) else {
             return Ok(None);
         };
-        let path = &self.files[*index];
+        let Some(path) = self.files.get(*index) else { return Ok(None) };
         let dtype = match info.dtype {
             Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,

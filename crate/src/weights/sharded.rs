@@ -105,7 +105,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
             return Ok((size, hex(&hasher.finalize())));
         }
         size += read as u64;
-        hasher.update(&buffer[..read]);
+        hasher.update(buffer.get(..read).unwrap_or_default());
     }
 }
 
@@ -128,7 +128,8 @@ impl ShardView<'_> {
     /// shard, whose size was checked.
     fn stored(&self, name: &str) -> Option<(&TensorEntry, &[u8])> {
         let tensor = *self.tensors.get(name)?;
-        Some((tensor, &self.bytes[tensor.offset as usize..(tensor.offset + tensor.length) as usize]))
+        let range = usize::try_from(tensor.offset).ok()?..usize::try_from(tensor.offset + tensor.length).ok()?;
+        Some((tensor, self.bytes.get(range)?))
     }
 }
 
@@ -158,7 +159,8 @@ impl TensorSource for ShardView<'_> {
         let batch = batch.as_ref().map_err(|message| self.model.shard_error(self.shard, message.clone()))?;
         match (batch.at.get(name), self.tensors.get(name)) {
             (Some(&(group, start, count)), Some(tensor)) => {
-                Ok(Some(Stored::Device(batch.groups[group].clone().narrow(0, start, count), tensor.shape.clone())))
+                let group = batch.groups.get(group).ok_or_else(|| self.model.shard_error(self.shard, "lost a batch".into()))?;
+                Ok(Some(Stored::Device(group.clone().narrow(0, start, count), tensor.shape.clone())))
             }
             _ => Ok(self.read(name)?.map(Stored::Host)),
         }
@@ -181,12 +183,12 @@ impl ShardView<'_> {
     fn expand(&self, device: &Device) -> std::result::Result<Expanded, String> {
         let mut batches: BTreeMap<(StoredDtype, usize), (Vec<f32>, Vec<u8>, Vec<(&str, usize, usize)>)> = BTreeMap::new();
         for (&name, tensor) in &self.tensors {
-            let (_, bytes) = self.stored(name).expect("a listed tensor");
+            let Some((_, bytes)) = self.stored(name) else { continue };
             if quant::device_scheme(tensor.dtype, &tensor.shape, tensor.block_size, device).is_some() {
                 continue; // kept quantized when read
             }
             if let Some((scales, values)) = quant::whole_blocks(tensor.dtype, bytes, &tensor.shape, tensor.block_size) {
-                let block = tensor.block_size.expect("quantized");
+                let Some(block) = tensor.block_size else { continue };
                 let (all_scales, all_values, members) = batches.entry((tensor.dtype, block)).or_default();
                 members.push((name, all_scales.len() * block, scales.len() * block));
                 all_scales.extend(scales);
@@ -286,7 +288,8 @@ impl ModelSource for ShardedModel {
 
     fn config<T: serde::de::DeserializeOwned>(&self, component: &str) -> Result<T> {
         self.class_of(component)?;
-        serde_json::from_value(self.manifest.components[component].config.clone()).map_err(|e| {
+        let entry = self.manifest.components.get(component).ok_or_else(|| Error::model(self.root.display(), format!("no component `{component}`")))?;
+        serde_json::from_value(entry.config.clone()).map_err(|e| {
             Error::model(self.root.join(MANIFEST_FILE).display(), format!("the config of `{component}`: {e}"))
         })
     }

@@ -239,15 +239,19 @@ pub fn transform(data: TensorData, transform: Transform) -> std::result::Result<
         (Transform::Same, _) => Ok(TensorData::new(values, shape)),
         (Transform::Squeeze, [out, inp, 1, 1]) => Ok(TensorData::new(values, vec![*out, *inp])),
         (Transform::Transpose, [rows, cols]) => {
-            let transposed = (0..rows * cols).map(|i| values[(i % rows) * cols + i / rows]).collect();
+            // Column by column of the [rows, cols] matrix (its rows hold `cols` values each).
+            let transposed = (0..*cols).flat_map(|col| values.iter().skip(col).step_by((*cols).max(1)).copied()).collect();
             Ok(TensorData::new(transposed, vec![*cols, *rows]))
         }
         (Transform::Third(third), [rows, rest @ ..]) if rows % 3 == 0 => {
             let per_row: usize = rest.iter().product();
             let part = rows / 3 * per_row;
-            let mut shape = shape.clone();
-            shape[0] = rows / 3;
-            Ok(TensorData::new(values[third * part..(third + 1) * part].to_vec(), shape))
+            let shape: Vec<usize> = std::iter::once(rows / 3).chain(rest.iter().copied()).collect();
+            let values: Vec<f32> = values.iter().skip(third * part).take(part).copied().collect();
+            if values.len() != part {
+                return Err(format!("part {third} of a {shape:?}×3 tensor lies beyond its data"));
+            }
+            Ok(TensorData::new(values, shape))
         }
         (transform, shape) => Err(format!("cannot apply {transform:?} to shape {shape:?}")),
     }
