@@ -200,6 +200,19 @@ test('an interrupted download resumes with a Range request', async () => {
   }
 });
 
+test('a manifest far larger than any model\'s is refused unread', async () => {
+  hooks = { body: (path, bytes) => (path.endsWith('demo-model/base/manifest.json') ? Buffer.alloc(17 * 1024 * 1024, 32) : bytes) };
+  try {
+    const { context, page } = await openApp();
+    const failed = await waitFor(page, ['failed', 'ready', 'crashed']);
+    assert.equal(failed.state, 'failed', JSON.stringify(failed));
+    assert.match(failed.status, /manifest\.json is larger than 16 MiB: not a model manifest/);
+    await context.close();
+  } finally {
+    hooks = {};
+  }
+});
+
 test('a browser without WebGPU shows what to do', async () => {
   const plain = await launch({ webgpu: false });
   try {
@@ -324,6 +337,7 @@ test('the page tells the truth: what runs, cancel at once, no stale image, rando
 
   // A phone: Generate, the status and the preview in view without scrolling.
   await page.setViewportSize({ width: 390, height: 844 });
+  await page.evaluate(() => window.scrollTo(0, 0)); // as the page opens
   const inView = await page.evaluate(() => ['generate', 'action-status', 'stage'].map((id) => {
     const box = document.getElementById(id).getBoundingClientRect();
     return box.top >= 0 && box.top < window.innerHeight && box.height > 0;
