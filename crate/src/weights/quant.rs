@@ -37,12 +37,53 @@ impl fmt::Display for StoredDtype {
     }
 }
 
-/// The largest magnitude a quantized value takes: ±127 (q8), ±7 (q4).
-fn levels(dtype: StoredDtype) -> f32 {
+/// The levels a block may use: q8 is symmetric, ±127; q4 uses all sixteen nibbles, −8..7.
+fn level_range(dtype: StoredDtype) -> (f32, f32) {
     match dtype {
-        StoredDtype::Q8 => 127.0,
-        _ => 7.0,
+        StoredDtype::Q8 => (-127.0, 127.0),
+        _ => (-8.0, 7.0),
     }
+}
+
+/// A block's levels for `scale`: each value's nearest level (rounding with the stored scale, so
+/// decoding reproduces it).
+fn quantize_block(dtype: StoredDtype, chunk: &[f32], scale: f32) -> impl Iterator<Item = i8> + '_ {
+    let (low, high) = level_range(dtype);
+    chunk.iter().map(move |v| if scale == 0.0 { 0 } else { (v / scale).round().clamp(low, high) as i8 })
+}
+
+/// A block's f16 scale. q8: absmax/127. q4: the scale, among candidates around ggml's `q4_0`
+/// choice (the value of largest magnitude maps to −8, so all sixteen levels are used), that
+/// gives the block the least squared error after rounding: never worse than `q4_0` on the same
+/// block (its scale is a candidate, and each value goes to its nearest level).
+fn block_scale(dtype: StoredDtype, chunk: &[f32]) -> Result<f16, String> {
+    let extreme = chunk.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let overflow = || format!("a block's largest magnitude {} overflows an f16 scale", extreme.abs());
+    let finite = |scale: f16| if scale.is_finite() { Ok(scale) } else { Err(overflow()) };
+    if dtype == StoredDtype::Q8 || extreme == 0.0 {
+        return finite(f16::from_f32(extreme.abs() / 127.0));
+    }
+    let error = |scale: f16| -> f32 {
+        let decoded = quantize_block(dtype, chunk, scale.to_f32()).map(|q| q as f32 * scale.to_f32());
+        chunk.iter().zip(decoded).map(|(v, d)| (v - d) * (v - d)).sum()
+    };
+    let q4_0 = -extreme / 8.0;
+    let mut best = finite(f16::from_f32(q4_0))?;
+    let mut best_error = error(best);
+    // Scales within about ±8 % of q4_0's (finer ones clamp the extreme value but fit the rest
+    // better), with the largest value on either side of the level range.
+    for step in -7..=5 {
+        for sign in [1.0, -1.0] {
+            let candidate = f16::from_f32(sign * q4_0 * (1.0 + step as f32 / (12.0 * 7.0)));
+            if candidate.is_finite() && candidate.to_f32() != 0.0 {
+                let candidate_error = error(candidate);
+                if candidate_error < best_error {
+                    (best, best_error) = (candidate, candidate_error);
+                }
+            }
+        }
+    }
+    Ok(best)
 }
 
 impl StoredDtype {
@@ -110,21 +151,12 @@ pub fn encode(dtype: StoredDtype, values: &[f32], shape: &[usize], block_size: O
             let (Some(block), Some((_, cols))) = (block_size, rows_cols(shape)) else {
                 return Err(format!("{dtype} needs a block size and a matrix shape"));
             };
-            let limit = levels(dtype);
             let mut quantized = Vec::with_capacity(values.len());
             for row in values.chunks(cols.max(1)) {
                 for chunk in row.chunks(block) {
-                    let max = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let scale = f16::from_f32(max / limit);
-                    if !scale.is_finite() {
-                        return Err(format!("a block's largest magnitude {max} overflows an f16 scale"));
-                    }
+                    let scale = block_scale(dtype, chunk)?;
                     out.extend_from_slice(&scale.to_le_bytes());
-                    // Rounds with the stored scale, so decoding reproduces the nearest level.
-                    let scale = scale.to_f32();
-                    quantized.extend(chunk.iter().map(|v| {
-                        if scale == 0.0 { 0 } else { (v / scale).round().clamp(-limit, limit) as i8 }
-                    }));
+                    quantized.extend(quantize_block(dtype, chunk, scale.to_f32()));
                 }
             }
             if dtype == StoredDtype::Q8 {
