@@ -53,8 +53,6 @@ pub enum TensorProblem {
     Unexpected(Vec<String>),
     #[error("tensor {name} has shape {stored:?}, expected {expected:?}")]
     Shape { name: String, stored: Vec<usize>, expected: Vec<usize> },
-    #[error("tensor {name}: {message}")]
-    Unreadable { name: String, message: String },
 }
 
 fn summarize(names: &[String]) -> String {
