@@ -22,7 +22,7 @@ mod cli {
     use sdxl_web::error::{Error, Result};
     use sdxl_web::pipeline::png::{decode_png, encode_png, parameters_text};
     use sdxl_web::pipeline::preview::Preview;
-    use sdxl_web::pipeline::{Base, DecodeLimit, GenerateParams, Noise, Progress, Refiner, Sdxl, Stage};
+    use sdxl_web::pipeline::{Base, BufferLimit, GenerateParams, Noise, Progress, Refiner, Sdxl, Stage};
     use sdxl_web::weights::safetensors::{self, SafetensorsSource};
 
     #[derive(Parser)]
@@ -123,10 +123,11 @@ mod cli {
         let base = Base::from_folder(&args.model, &device)?;
         let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
         let mut sdxl = Sdxl::new(&base, refiner.as_ref());
-        // A size whose decoding needs a larger buffer than the device takes (the GPU's limits;
-        // host memory on the CPU backend) is refused up front rather than failing mid-run.
+        // A size that needs a larger buffer than the device takes (the GPU's limits; host memory
+        // on the CPU backend) is refused up front rather than failing mid-run; the VAE decodes
+        // in tiles where a whole decode would need one.
         if let Some((bytes, text)) = buffer_limit {
-            sdxl = sdxl.with_decode_limit(DecodeLimit { bytes, text });
+            sdxl = sdxl.with_buffer_limit(BufferLimit { bytes, text });
         }
         let (noise, seed) = match (args.noise, args.seed) {
             (Some(path), _) => {
@@ -146,7 +147,7 @@ mod cli {
             Some(input) => {
                 let mut draw = noise.steps;
                 let latents = sdxl.refine_image(input, args.strength, &params, &mut *draw, &device, &mut TerminalProgress)?;
-                base.decode(latents)
+                sdxl.decode(latents)?
             }
             None => sdxl.generate(&params, noise, &device, &mut TerminalProgress)?,
         };

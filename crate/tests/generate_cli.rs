@@ -107,11 +107,11 @@ fn bad_input_is_a_message_not_a_panic() {
         (vec!["--steps", "0"], "at least 1 step"),
         (vec!["--scheduler", "plms"], "plms"),
         (vec!["--refiner", base.as_str()], "StableDiffusionXLImg2ImgPipeline"),
-        // The demo VAE decodes 2^20 × 2^20 pixels through a 64 TiB buffer; nothing is allocated.
+        // The demo UNet denoises 2^20 × 2^20 pixels through an 8 TiB buffer; nothing is allocated.
         (vec!["--width", "1048576", "--height", "1048576", "--device", "cpu"], "MiB of memory are available: choose a smaller size"),
-        // On wgpu the adapter's own limits decide, as in the browser (the demo VAE at 8192²
-        // decodes through a 4 GiB buffer).
-        (vec!["--width", "8192", "--height", "8192", "--device", "wgpu"], "needs a 4096 MiB buffer to decode the image; this GPU ("),
+        // On wgpu the adapter's own limits decide, as in the browser (the demo UNet at 32768²
+        // holds 8 GiB in one buffer; wgpu's buffers are below 4 GiB).
+        (vec!["--width", "32768", "--height", "32768", "--device", "wgpu"], "needs a 8192 MiB buffer to denoise; this GPU ("),
     ] {
         let run = generate(&out, &extra);
         let message = String::from_utf8_lossy(&run.stderr);

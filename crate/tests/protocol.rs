@@ -5,7 +5,7 @@
 use sdxl_web::models::presets;
 use sdxl_web::models::vae::VaeConfig;
 use sdxl_web::pipeline::conditioning::LongPrompt;
-use sdxl_web::pipeline::{DecodeLimit, GenerateParams, SizeRules};
+use sdxl_web::pipeline::{BufferLimit, GenerateParams, SizeRules};
 use sdxl_web::schedulers::SchedulerKind;
 use sdxl_web::web::protocol::Generate;
 
@@ -17,10 +17,15 @@ fn parse_generate(json: &str) -> sdxl_web::error::Result<Generate> {
     Generate::parse(json)
 }
 
+/// SDXL base's widest UNet activations per level (`UNet2DConditionModel::widths_per_level`):
+/// the last up block's first resnet input (640 + 320 skip channels) at the latents' resolution,
+/// the GEGLU projections (2 · 4 · 640, 2 · 4 · 1280) below.
+const SDXL_UNET_WIDTHS: [u64; 3] = [960, 5120, 10240];
+
 /// SDXL's rules (sizes in multiples of 32), on a GPU whose largest buffer is `limit` bytes.
 fn sdxl_rules(limit: Option<u64>) -> SizeRules {
-    let decode_limit = limit.map(|bytes| DecodeLimit { bytes, text: format!("this GPU allows {} MiB", bytes >> 20) });
-    SizeRules { multiple: 32, vae: sdxl_vae(), decode_limit }
+    let buffer_limit = limit.map(|bytes| BufferLimit { bytes, text: format!("this GPU allows {} MiB", bytes >> 20) });
+    SizeRules { multiple: 32, vae: sdxl_vae(), unet_widths: SDXL_UNET_WIDTHS.to_vec(), buffer_limit }
 }
 
 /// A request's parameters checked against SDXL on a GPU without buffer limits.
@@ -98,22 +103,47 @@ fn invalid_parameters_are_clear_errors() {
 }
 
 /// Decoding SDXL at 1024² takes 256 channels at full size, 1 GiB: a GPU whose largest buffer is
-/// smaller refuses the size with a clear error instead of failing mid-run.
+/// smaller decodes in tiles (diffusers' tiling, the tiles halved until they fit), and a size that
+/// even tiles cannot help, or whose denoising needs more, is refused with a clear error instead
+/// of failing mid-run.
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-fn sizes_beyond_the_gpus_buffers_are_refused() {
+fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     let vae = sdxl_vae();
     assert_eq!(vae.largest_decode_bytes(1024, 1024), 1 << 30);
     assert_eq!(vae.largest_decode_bytes(832, 1216), 256 * 832 * 1216 * 4);
+    let rules = sdxl_rules(None);
+    // The GEGLU of the 64² level: 5120 values × 4096 tokens × batch 2 × 4 bytes.
+    assert_eq!(rules.largest_denoise_bytes(1024, 1024), 160 << 20);
+    assert_eq!(rules.largest_denoise_bytes(2048, 2048), 640 << 20);
     let check = |size: usize, limit| {
         let mut params = GenerateParams::new("a");
         (params.width, params.height) = (size, size);
         params.validate(&sdxl_rules(Some(limit)))
     };
-    assert!(check(1024, 1 << 30).is_ok());
-    let error = check(1024, (1 << 30) - 1).unwrap_err().to_string();
-    assert!(error.contains("1024×1024 needs a 1024 MiB buffer to decode the image; this GPU allows 1023 MiB"), "{error}");
-    assert!(check(512, (1 << 30) - 1).is_ok());
+    assert_eq!(check(1024, 1 << 30).unwrap(), Vec::<String>::new());
+    // One byte less: 1024² decodes in tiles of 64 latents (diffusers' 128 halved), stepping 48:
+    // 3 × 3 tiles.
+    let warnings = check(1024, (1 << 30) - 1).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("1024×1024 is decoded in 9 overlapping tiles of 512 px"), "{warnings:?}");
+    assert!(warnings[0].contains("a whole decode needs a 1024 MiB buffer, more than this GPU allows 1023 MiB"), "{warnings:?}");
+    // WebGPU's default maxBufferSize, 256 MiB, is enough for 1024².
+    assert_eq!(vae.decode_tiling(1024, 1024, 256 << 20).unwrap().unwrap().tile_sample_min_size, 512);
+    assert!(check(1024, 256 << 20).is_ok());
+    assert_eq!(vae.largest_tiled_decode_bytes(&vae.decode_tiling(1024, 1024, 256 << 20).unwrap().unwrap(), 1024, 1024), 256 << 20);
+    // Denoising 2048² holds 640 MiB at once; 4096² 2560 MiB: no tiling of the VAE helps.
+    let error = check(2048, 256 << 20).unwrap_err().to_string();
+    assert!(error.contains("2048×2048 needs a 640 MiB buffer to denoise; this GPU allows 256 MiB: choose a smaller size"), "{error}");
+    let error = check(4096, 1 << 30).unwrap_err().to_string();
+    assert!(error.contains("4096×4096 needs a 2560 MiB buffer to denoise"), "{error}");
+    // Tiles shrink to 8 latents at the least: a limit below that tile's 4 MiB refuses the decode.
+    let tiny_limit = BufferLimit { bytes: 1 << 20, text: "this GPU allows 1 MiB".into() };
+    let rules = SizeRules { unet_widths: vec![], buffer_limit: Some(tiny_limit), ..sdxl_rules(None) };
+    let mut params = GenerateParams::new("a");
+    (params.width, params.height) = (256, 256);
+    let error = params.validate(&rules).unwrap_err().to_string();
+    assert!(error.contains("256×256 needs a 4 MiB buffer to decode the image, even in tiles; this GPU allows 1 MiB"), "{error}");
     // Absurd sizes saturate instead of overflowing (the largest multiple of 32 a wasm32 usize holds).
     let error = check((u32::MAX & !31) as usize, u64::MAX - 1).unwrap_err().to_string();
     assert!(error.contains("choose a smaller size"), "{error}");

@@ -252,3 +252,30 @@ fn tiled_decode_memory_is_that_of_one_tile() {
     let tiny = VaeTiling::with_sample_size(&config, 32).unwrap();
     assert_eq!(config.largest_tiled_decode_bytes(&tiny, 4096, 4096), 3 * 4096 * 4096 * 4);
 }
+
+/// The pipeline tiles on its own: under a buffer limit smaller than a whole decode needs,
+/// `Sdxl::decode` decodes in the tiles `VaeConfig::decode_tiling` picks, and decodes whole
+/// otherwise.
+#[test]
+fn the_pipeline_decodes_in_tiles_when_a_whole_decode_exceeds_the_buffer_limit() {
+    use sdxl_web::pipeline::{Base, BufferLimit, Sdxl};
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let config = &base.vae_config;
+    let scale = config.scale_factor();
+    let (width, height) = (96 * scale / 2, 64 * scale / 2);
+    let latents = Tensor::<4>::random([1, 4, height / scale, width / scale], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let whole = config.largest_decode_bytes(width, height);
+    let limit = |bytes| BufferLimit { bytes, text: format!("the test allows {bytes} bytes") };
+
+    let untiled = Sdxl::new(&base, None).with_buffer_limit(limit(whole)).decode(latents.clone()).unwrap();
+    assert_eq!(untiled.pixels, base.decode(latents.clone()).pixels);
+
+    let tiling = config.decode_tiling(width, height, whole - 1).unwrap().expect("tiles below a whole decode");
+    assert!(tiling.tiles_decode(height / scale, width / scale));
+    assert!(config.largest_tiled_decode_bytes(&tiling, width, height) < whole);
+    let tiled = Sdxl::new(&base, None).with_buffer_limit(limit(whole - 1)).decode(latents.clone()).unwrap();
+    let expected = base.decode_pixels(latents, Some(&tiling)).unwrap().into_data();
+    assert_eq!(tiled.pixels, expected);
+    assert_ne!(tiled.pixels, untiled.pixels, "tiles see only their part of the latents");
+}

@@ -10,7 +10,8 @@ use serde::Deserialize;
 use super::config::{MAX_BLOCKS, MAX_LAYERS, MAX_WIDTH, PerBlock, require, require_divides, require_finite, require_within};
 use super::embeddings::{TimestepEmbedding, timestep_sinusoids};
 use super::conv::{Conv2d, conv3x3};
-use super::resnet::group_norm;
+use super::resnet::{ResnetBlock2D, group_norm};
+use super::transformer::Transformer2DModel;
 use super::unet_blocks::{AttentionSettings, BlockSettings, DownBlock, MidBlock, UpBlock};
 use crate::error::{Error, Result};
 
@@ -381,6 +382,50 @@ pub struct UNet2DConditionModel {
 }
 
 impl UNet2DConditionModel {
+    /// The widest activation at each resolution level of a pass, in values per pixel of that
+    /// level (level 0 at the latents' resolution, each next level a quarter of the pixels): every
+    /// resnet's input and output (an up block's inputs concatenate a skip connection), every
+    /// upsampler's output (one level up), and every transformer's GEGLU projection (twice its
+    /// feed-forward width per token). So a pass over latents of `p` pixels at batch `b` holds no
+    /// activation of more than `b · max over l of widths[l] · p / 4^l` values; attention scores
+    /// are bounded on their own (`attention::MAX_SCORE_BYTES`).
+    pub fn widths_per_level(&self) -> Vec<u64> {
+        let mut widths = Vec::new();
+        let mut widen = |level: usize, width: usize| {
+            if widths.len() <= level {
+                widths.resize(level + 1, 0);
+            }
+            widths[level] = widths[level].max(width as u64);
+        };
+        let resnet_widths = |resnets: &[ResnetBlock2D]| -> Vec<usize> {
+            resnets.iter().flat_map(|r| [r.conv1.channels_in, r.conv1.weight.dims()[0]]).collect()
+        };
+        let geglu_widths = |attentions: &[Transformer2DModel]| -> Vec<usize> {
+            attentions.iter().flat_map(|a| a.transformer_blocks.iter().map(|b| b.ff.net.0.proj.weight.dims()[1])).collect()
+        };
+        let mut level = 0;
+        widen(0, self.conv_in.weight.dims()[0]);
+        for block in &self.down_blocks {
+            for width in resnet_widths(&block.resnets).into_iter().chain(geglu_widths(&block.attentions)) {
+                widen(level, width);
+            }
+            level += block.downsamplers.len();
+        }
+        for width in resnet_widths(&self.mid_block.resnets).into_iter().chain(geglu_widths(&self.mid_block.attentions)) {
+            widen(level, width);
+        }
+        for block in &self.up_blocks {
+            for width in resnet_widths(&block.resnets).into_iter().chain(geglu_widths(&block.attentions)) {
+                widen(level, width);
+            }
+            for upsampler in &block.upsamplers {
+                level = level.saturating_sub(1);
+                widen(level, upsampler.conv.weight.dims()[0]);
+            }
+        }
+        widths
+    }
+
     /// The conditioning vector every resnet receives: the timestep's embedding plus the
     /// embedding of the pooled text (`text_embeds` [B, P]) and the micro-conditioning
     /// (`time_ids` [B, N], each id as `addition_time_embed_dim` sinusoids).

@@ -24,6 +24,11 @@ use crate::error::{Error, Result};
 /// diffusers' `AutoencoderKL` default `sample_size` when a config has none.
 const DEFAULT_SAMPLE_SIZE: usize = 32;
 
+/// The smallest decode tile [`VaeConfig::decode_tiling`] shrinks to, in latents per side: below
+/// this the overlaps (a quarter of a tile) are a latent or two and the mid-block's attention sees
+/// too little of the image.
+pub const MIN_TILE_LATENTS: usize = 8;
+
 /// diffusers' tiling attributes of an `AutoencoderKL`, under diffusers' names. Sizes are per
 /// side: a decode tile is `tile_latent_min_size`² latents (giving about `tile_sample_min_size`²
 /// pixels), an encode tile `tile_sample_min_size`² pixels.
@@ -173,6 +178,33 @@ impl VaeTiling {
 }
 
 impl VaeConfig {
+    /// How to decode a `width`×`height` image with no buffer over `limit` bytes: whole
+    /// (`Ok(None)`) when that fits, else in the largest tiles that fit: diffusers' tiling for
+    /// this config (`VaeTiling::from_config`), its `tile_sample_min_size` halved until the tiles
+    /// fit, down to [`MIN_TILE_LATENTS`] latents per side. `Err(bytes)`: the least the smallest
+    /// of these tilings needs (the assembled image, or one tile), when even that is over `limit`.
+    pub fn decode_tiling(&self, width: usize, height: usize, limit: u64) -> std::result::Result<Option<VaeTiling>, u64> {
+        let whole = self.largest_decode_bytes(width, height);
+        if whole <= limit {
+            return Ok(None);
+        }
+        let scale = self.scale_factor().max(1);
+        // A config whose own tiling is unusable still decodes in tiles of 128 latents (SDXL's).
+        let mut sample = VaeTiling::from_config(self).map_or(128 * scale, |tiling| tiling.tile_sample_min_size);
+        let mut needed = whole;
+        while let Ok(tiling) = VaeTiling::with_sample_size(self, sample) {
+            if tiling.tile_latent_min_size < MIN_TILE_LATENTS {
+                break;
+            }
+            needed = self.largest_tiled_decode_bytes(&tiling, width, height);
+            if needed <= limit {
+                return Ok(Some(tiling));
+            }
+            sample /= 2;
+        }
+        Err(needed)
+    }
+
     /// Bytes of the largest activation decoding a `width`×`height` image with `tiling` takes
     /// (as [`VaeConfig::largest_decode_bytes`], batch 1): that of one decoded tile of at most
     /// `tile_latent_min_size`² latents (about `tile_sample_min_size`² pixels), or of the

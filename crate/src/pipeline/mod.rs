@@ -20,5 +20,5 @@ pub mod text_to_image;
 
 pub use generation::{Generation, Noise, Progress, Stage, Step};
 pub use image::Image;
-pub use params::{DecodeLimit, GenerateParams, SizeRules};
+pub use params::{BufferLimit, GenerateParams, SizeRules};
 pub use sdxl::{Base, BaseParts, Refiner, Sdxl};

@@ -131,22 +131,36 @@ impl GenerateParams {
                 return invalid(name, format!("{score} is not a number"));
             }
         }
-        if let Some(limit) = &rules.decode_limit {
-            let needed = rules.vae.largest_decode_bytes(self.width, self.height);
-            if needed > limit.bytes {
-                return invalid(
+        let mut warnings = Vec::new();
+        if let Some(limit) = &rules.buffer_limit {
+            let (width, height) = (self.width, self.height);
+            let refuse = |needed: u64, what: &str| {
+                invalid(
                     "size",
                     format!(
-                        "{}×{} needs a {} MiB buffer to decode the image; {}: choose a smaller size",
-                        self.width,
-                        self.height,
+                        "{width}×{height} needs a {} MiB buffer {what}; {}: choose a smaller size",
                         needed.div_ceil(1 << 20),
                         limit.text
                     ),
-                );
+                )
+            };
+            let denoise = rules.largest_denoise_bytes(width, height);
+            if denoise > limit.bytes {
+                return refuse(denoise, "to denoise");
+            }
+            match rules.vae.decode_tiling(width, height, limit.bytes) {
+                Err(needed) => return refuse(needed, "to decode the image, even in tiles"),
+                Ok(Some(tiling)) => warnings.push(format!(
+                    "{width}×{height} is decoded in {} overlapping tiles of {} px (diffusers' VAE tiling): \
+                     a whole decode needs a {} MiB buffer, more than {}",
+                    tiling.decode_tile_count(height / rules.vae.scale_factor(), width / rules.vae.scale_factor()),
+                    tiling.tile_sample_min_size,
+                    rules.vae.largest_decode_bytes(width, height).div_ceil(1 << 20),
+                    limit.text
+                )),
+                Ok(None) => {}
             }
         }
-        let mut warnings = Vec::new();
         if self.width % 64 != 0 || self.height % 64 != 0 {
             warnings.push(format!(
                 "{}×{} is not a multiple of 64; SDXL was trained on multiples of 64",
@@ -167,13 +181,33 @@ pub struct SizeRules {
     /// downsampling (32 for SDXL), else the UNet's skip connections do not line up.
     pub multiple: usize,
     pub vae: VaeConfig,
-    /// The largest buffer decoding may need, when something limits it.
-    pub decode_limit: Option<DecodeLimit>,
+    /// The UNets' widest activation per resolution level (`UNet2DConditionModel::widths_per_level`,
+    /// the widest of the base's and the refiner's).
+    pub unet_widths: Vec<u64>,
+    /// The largest buffer a run may use, when something limits it.
+    pub buffer_limit: Option<BufferLimit>,
+}
+
+impl SizeRules {
+    /// Bytes of the largest activation denoising a `width`×`height` image takes: a UNet pass at
+    /// batch 2 (classifier-free guidance) over its latents.
+    pub fn largest_denoise_bytes(&self, width: usize, height: usize) -> u64 {
+        let scale = self.vae.scale_factor().max(1) as u64;
+        let pixels = (width as u64 / scale).saturating_mul(height as u64 / scale);
+        let values = self
+            .unet_widths
+            .iter()
+            .enumerate()
+            .map(|(level, &width)| width.saturating_mul(pixels.checked_shr(2 * level as u32).unwrap_or(0)))
+            .max()
+            .unwrap_or(0);
+        values.saturating_mul(2 * size_of::<f32>() as u64)
+    }
 }
 
 /// A limit on one buffer, and what sets it, for the message ("this GPU allows 1024 MiB").
 #[derive(Clone, Debug)]
-pub struct DecodeLimit {
+pub struct BufferLimit {
     pub bytes: u64,
     pub text: String,
 }

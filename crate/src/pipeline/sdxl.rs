@@ -8,10 +8,11 @@ use burn::tensor::{Device, Tensor};
 use super::conditioning::{PromptEmbeds, TextEncoder, encode_prompt, refiner_time_ids, windows_needed};
 use super::generation::{Denoise, Stage};
 use super::image::Image;
-use super::params::{DecodeLimit, GenerateParams, SizeRules};
-use crate::error::Result;
+use super::params::{BufferLimit, GenerateParams, SizeRules};
+use crate::error::{Error, Result};
 use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::{AutoencoderKL, VaeConfig};
+use crate::models::vae_tiling::VaeTiling;
 use crate::schedulers::SchedulerConfig;
 use crate::weights::ModelSource;
 
@@ -75,24 +76,37 @@ impl Base {
         [1, 4, params.height / self.vae_config.scale_factor(), params.width / self.vae_config.scale_factor()]
     }
 
-    /// What sizes this model can generate, decoding within `decode_limit` when given.
-    pub fn size_rules(&self, decode_limit: Option<DecodeLimit>) -> SizeRules {
+    /// What sizes this model can generate, within `buffer_limit` when given.
+    pub fn size_rules(&self, buffer_limit: Option<BufferLimit>) -> SizeRules {
         let downsamplings = self.unet.down_blocks.iter().filter(|block| !block.downsamplers.is_empty()).count();
-        SizeRules { multiple: self.vae_config.scale_factor() << downsamplings, vae: self.vae_config.clone(), decode_limit }
+        SizeRules {
+            multiple: self.vae_config.scale_factor() << downsamplings,
+            vae: self.vae_config.clone(),
+            unet_widths: self.unet.widths_per_level(),
+            buffer_limit,
+        }
     }
 
-    /// Latents → image [H, W, 3] in 0..1.
+    /// Latents → image [H, W, 3] in 0..1, decoded whole.
     pub fn decode(&self, latents: Tensor<4>) -> Image {
-        Image::new(self.decode_pixels(latents).into_data())
+        Image::new(to_pixels(self.vae.decode(latents / self.vae_config.scaling_factor)).into_data())
     }
 
-    /// Latents → pixels [H, W, 3] in 0..1, left on the device (the browser reads them back
-    /// asynchronously).
-    pub fn decode_pixels(&self, latents: Tensor<4>) -> Tensor<3> {
-        let image = self.vae.decode(latents / self.vae_config.scaling_factor);
-        let [_, _, height, width] = image.dims();
-        (image / 2.0 + 0.5).clamp(0.0, 1.0).narrow(0, 0, 1).reshape([3, height, width]).permute([1, 2, 0])
+    /// Latents → pixels [H, W, 3] in 0..1, decoded whole, or in `tiling`'s tiles when given, left
+    /// on the device (the browser reads them back asynchronously).
+    pub fn decode_pixels(&self, latents: Tensor<4>, tiling: Option<&VaeTiling>) -> Result<Tensor<3>> {
+        let image = match tiling {
+            Some(tiling) => self.vae.decode_with_tiling(latents / self.vae_config.scaling_factor, tiling)?,
+            None => self.vae.decode(latents / self.vae_config.scaling_factor),
+        };
+        Ok(to_pixels(image))
     }
+}
+
+/// The VAE's output [1, 3, H, W] in −1..1 → pixels [H, W, 3] in 0..1.
+fn to_pixels(image: Tensor<4>) -> Tensor<3> {
+    let [_, _, height, width] = image.dims();
+    (image / 2.0 + 0.5).clamp(0.0, 1.0).narrow(0, 0, 1).reshape([3, height, width]).permute([1, 2, 0])
 }
 
 impl Refiner {
@@ -112,28 +126,67 @@ impl Refiner {
 pub struct Sdxl<'a> {
     pub base: &'a Base,
     pub refiner: Option<&'a Refiner>,
-    /// The largest buffer decoding may use, where something limits it (a GPU's buffers, the
-    /// host's memory).
-    pub decode_limit: Option<DecodeLimit>,
+    /// The largest buffer a run may use, where something limits it (a GPU's buffers, the
+    /// host's memory): sizes that need more are refused, decoding tiles where that helps.
+    pub buffer_limit: Option<BufferLimit>,
 }
 
 impl<'a> Sdxl<'a> {
     pub fn new(base: &'a Base, refiner: Option<&'a Refiner>) -> Self {
-        Self { base, refiner, decode_limit: None }
+        Self { base, refiner, buffer_limit: None }
     }
 
-    /// Refuses sizes whose decoding needs a buffer larger than `limit`.
-    pub fn with_decode_limit(mut self, limit: DecodeLimit) -> Self {
-        self.decode_limit = Some(limit);
+    /// Refuses sizes that need a buffer larger than `limit`, and decodes in tiles the sizes
+    /// whose whole decode would.
+    pub fn with_buffer_limit(mut self, limit: BufferLimit) -> Self {
+        self.buffer_limit = Some(limit);
         self
+    }
+
+    /// The sizes this pipeline can run: the base's, bounded by the refiner's activations too.
+    pub fn size_rules(&self) -> SizeRules {
+        let mut rules = self.base.size_rules(self.buffer_limit.clone());
+        if let Some(refiner) = self.refiner {
+            for (level, width) in refiner.unet.widths_per_level().into_iter().enumerate() {
+                match rules.unet_widths.get_mut(level) {
+                    Some(widest) => *widest = (*widest).max(width),
+                    None => rules.unet_widths.push(width),
+                }
+            }
+        }
+        rules
     }
 
     /// The one validation of a run's parameters, before anything runs; warnings go to `warn`.
     pub(super) fn check(&self, params: &GenerateParams, warn: &mut dyn FnMut(String)) -> Result<()> {
-        for warning in params.validate(&self.base.size_rules(self.decode_limit.clone()))? {
+        for warning in params.validate(&self.size_rules())? {
             warn(warning);
         }
         Ok(())
+    }
+
+    /// The tiles decoding latents [1, 4, h, w] takes within the buffer limit (none: whole).
+    fn decode_tiling(&self, latents: &Tensor<4>) -> Result<Option<VaeTiling>> {
+        let Some(limit) = &self.buffer_limit else { return Ok(None) };
+        let config = &self.base.vae_config;
+        let [_, _, height, width] = latents.dims();
+        let (width, height) = (width * config.scale_factor(), height * config.scale_factor());
+        config.decode_tiling(width, height, limit.bytes).map_err(|needed| Error::Input {
+            name: "size".into(),
+            message: format!("{width}×{height} needs a {} MiB buffer to decode, even in tiles; {}", needed.div_ceil(1 << 20), limit.text),
+        })
+    }
+
+    /// Latents → image [H, W, 3] in 0..1, in tiles where a whole decode would exceed the buffer
+    /// limit.
+    pub fn decode(&self, latents: Tensor<4>) -> Result<Image> {
+        Ok(Image::new(self.decode_pixels(latents)?.into_data()))
+    }
+
+    /// As [`Sdxl::decode`], the pixels left on the device.
+    pub fn decode_pixels(&self, latents: Tensor<4>) -> Result<Tensor<3>> {
+        let tiling = self.decode_tiling(&latents)?;
+        self.base.decode_pixels(latents, tiling.as_ref())
     }
 
     /// The refiner's share of a run: text encoder 2 alone, aesthetic-score time ids.

@@ -13,9 +13,9 @@ use crate::error::Result;
 use crate::schedulers;
 
 impl<'a> Sdxl<'a> {
-    /// Text to image: [`Self::denoise`] then the base's VAE.
+    /// Text to image: [`Self::denoise`] then the base's VAE ([`Sdxl::decode`]).
     pub fn generate(&self, params: &GenerateParams, noise: Noise, device: &Device, progress: &mut dyn Progress) -> Result<Image> {
-        Ok(self.base.decode(self.denoise(params, noise, device, progress)?))
+        self.decode(self.denoise(params, noise, device, progress)?)
     }
 
     /// The final latents (diffusers' `output_type="latent"` of the last pipeline run).

@@ -18,7 +18,7 @@ use crate::ops_check;
 use crate::pipeline::assembly::{Assembly, Role};
 use crate::pipeline::png::{encode_png, parameters_text, to_rgb8};
 use crate::pipeline::preview::latent_preview;
-use crate::pipeline::{Base, DecodeLimit, GenerateParams, Image, Noise, Refiner, Sdxl, Stage};
+use crate::pipeline::{Base, BufferLimit, GenerateParams, Image, Noise, Refiner, Sdxl, Stage};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -225,8 +225,8 @@ impl Pipeline {
             (true, Some(refiner)) => Some(refiner),
             (true, None) => return Err(tagged_error("the refiner is on but no refiner is loaded", "input")),
         };
-        let limit = DecodeLimit { bytes: self.buffer_limit, text: format!("this GPU allows {} MiB", self.buffer_limit >> 20) };
-        let sdxl = Sdxl::new(&self.base, refiner).with_decode_limit(limit);
+        let limit = BufferLimit { bytes: self.buffer_limit, text: format!("this GPU allows {} MiB", self.buffer_limit >> 20) };
+        let sdxl = Sdxl::new(&self.base, refiner).with_buffer_limit(limit);
         let params = &request.params;
         let device = &self.device;
         let mut warnings = Vec::new();
@@ -251,7 +251,7 @@ impl Pipeline {
                 return Err(js_error(Error::Cancelled));
             }
         }
-        let pixels = self.base.decode_pixels(generation.latents());
+        let pixels = sdxl.decode_pixels(generation.latents()).map_err(js_error)?;
         drop(generation);
         let image = Image::new(pixels.into_data_async().await.map_err(gpu_error)?);
         let parameters = parameters_text(params, Some(request.seed), refiner.is_some());
