@@ -1,6 +1,7 @@
 //! Stable Diffusion XL in burn: the networks, their weights, and (in the browser) the wasm API.
 
 pub mod error;
+pub mod kernels;
 pub mod models;
 pub mod noise;
 pub mod ops_check;

@@ -10,11 +10,20 @@ use burn::tensor::{Bool, Device, Tensor};
 /// scores in the UNet's first attention level and 1 GiB in the VAE's mid-block.
 pub const MAX_SCORE_BYTES: usize = 128 << 20;
 
+/// Multi-head attention over projections q [batch, queries, heads·head_dim], k and v [batch,
+/// keys, heads·head_dim], returned as [batch, queries, heads·head_dim]. Every attention in SDXL
+/// goes through here: our fused kernel where it applies (`kernels::attention`: wgpu, head_dim
+/// 64), else [`scaled_dot_product`] on split heads.
+pub fn multi_head(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+    if let Some(out) = crate::kernels::attention::fused(&q, &k, &v, heads, causal) {
+        return out;
+    }
+    merge_heads(scaled_dot_product(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), causal))
+}
+
 /// softmax(q·kᵀ/√d [+ causal mask])·v over [batch, heads, tokens, head_dim], the queries taken in
-/// chunks whose scores fit [`MAX_SCORE_BYTES`].
-///
-/// Every attention in SDXL goes through here, so a tiled (flash-style) kernel replaces this one
-/// function.
+/// chunks whose scores fit [`MAX_SCORE_BYTES`]: the reference path (the CPU backend, and
+/// attention our kernel does not cover, such as the VAE's 512-wide head).
 pub fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, causal: bool) -> Tensor<4> {
     scaled_dot_product_within(q, k, v, causal, MAX_SCORE_BYTES)
 }
@@ -113,17 +122,15 @@ impl Attention {
     /// [batch, tokens, dim], attending to `context` (or to itself).
     pub fn forward(&self, x: Tensor<3>, context: Option<Tensor<3>>) -> Tensor<3> {
         let context = context.unwrap_or_else(|| x.clone());
-        let q = split_heads(self.to_q.forward(x), self.heads);
-        let k = split_heads(self.to_k.forward(context.clone()), self.heads);
-        let v = split_heads(self.to_v.forward(context), self.heads);
-        self.to_out[0].forward(merge_heads(scaled_dot_product(q, k, v, false)))
+        let (q, k, v) = (self.to_q.forward(x), self.to_k.forward(context.clone()), self.to_v.forward(context));
+        self.to_out[0].forward(multi_head(q, k, v, self.heads, false))
     }
 
     /// The VAE form over an image [batch, channels, h, w]: norm, attend, add the input back.
     pub fn forward_image(&self, x: Tensor<4>) -> Tensor<4> {
         let [batch, channels, height, width] = x.dims();
         let h = match &self.group_norm {
-            Some(norm) => norm.forward(x.clone()),
+            Some(norm) => crate::kernels::group_norm::norm(norm, x.clone()),
             None => x.clone(),
         };
         let tokens = h.reshape([batch, channels, height * width]).swap_dims(1, 2);

@@ -8,7 +8,7 @@ use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::attention::{merge_heads, scaled_dot_product, split_heads};
+use super::attention::multi_head;
 use super::config::{
     MAX_LAYERS, MAX_MLP_WIDTH, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, require_divides, require_finite, require_within,
 };
@@ -143,10 +143,8 @@ pub struct ClipAttention {
 
 impl ClipAttention {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let q = split_heads(self.q_proj.forward(x.clone()), self.heads);
-        let k = split_heads(self.k_proj.forward(x.clone()), self.heads);
-        let v = split_heads(self.v_proj.forward(x), self.heads);
-        self.out_proj.forward(merge_heads(scaled_dot_product(q, k, v, true)))
+        let (q, k, v) = (self.q_proj.forward(x.clone()), self.k_proj.forward(x.clone()), self.v_proj.forward(x));
+        self.out_proj.forward(multi_head(q, k, v, self.heads, true))
     }
 }
 

@@ -6,6 +6,7 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
 use super::conv::{Conv2d, conv1x1, conv3x3};
+use crate::kernels::group_norm::norm_silu;
 
 pub fn group_norm(groups: usize, channels: usize, eps: f64, device: &Device) -> GroupNorm {
     GroupNormConfig::new(groups, channels).with_epsilon(eps).init(device)
@@ -44,11 +45,11 @@ impl ResnetBlock2D {
     }
 
     pub fn forward(&self, x: Tensor<4>, time_emb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = self.conv1.forward(norm_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(emb)) = (&self.time_emb_proj, time_emb) {
             h = h + proj.forward(silu(emb.clone())).unsqueeze_dims::<4>(&[2, 3]);
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = self.conv2.forward(norm_silu(&self.norm2, h));
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(x),
             None => x,

@@ -104,7 +104,7 @@ impl Transformer2DModel {
 
     pub fn forward(&self, x: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
         let [batch, channels, height, width] = x.dims();
-        let h = self.norm.forward(x.clone());
+        let h = crate::kernels::group_norm::norm(&self.norm, x.clone());
         let h = h.reshape([batch, channels, height * width]).swap_dims(1, 2);
         let mut h = self.proj_in.forward(h);
         for block in &self.transformer_blocks {

@@ -3,7 +3,6 @@
 
 use burn::module::Module;
 use burn::nn::GroupNorm;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
@@ -14,6 +13,7 @@ use super::resnet::{ResnetBlock2D, group_norm};
 use super::transformer::Transformer2DModel;
 use super::unet_blocks::{AttentionSettings, BlockSettings, DownBlock, MidBlock, UpBlock};
 use crate::error::{Error, Result};
+use crate::kernels::group_norm::norm_silu;
 
 /// The keys of diffusers' `UNet2DConditionModel` config (its `__init__` arguments); keys this
 /// port does not implement are accepted only at their default values, and every count or size
@@ -465,6 +465,6 @@ impl UNet2DConditionModel {
         for block in &self.up_blocks {
             x = block.forward(x, &mut skips, &emb, &context);
         }
-        self.conv_out.forward(silu(self.conv_norm_out.forward(x)))
+        self.conv_out.forward(norm_silu(&self.conv_norm_out, x))
     }
 }

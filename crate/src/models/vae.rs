@@ -2,7 +2,6 @@
 
 use burn::module::Module;
 use burn::nn::GroupNorm;
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
@@ -11,6 +10,7 @@ use super::config::{MAX_BLOCKS, MAX_LAYERS, MAX_WIDTH, require, require_divides,
 use super::conv::{Conv2d, conv1x1, conv3x3};
 use super::resnet::{Downsample2D, ResnetBlock2D, Upsample2D, group_norm};
 use crate::error::{Error, Result};
+use crate::kernels::group_norm::norm_silu;
 
 /// The VAE's resnets and norms use this epsilon in diffusers (`resnet_eps=1e-6`).
 const EPS: f64 = 1e-6;
@@ -301,7 +301,7 @@ impl AutoencoderKL {
             }
         }
         x = e.mid_block.forward(x);
-        self.quant_conv.forward(e.conv_out.forward(silu(e.conv_norm_out.forward(x))))
+        self.quant_conv.forward(e.conv_out.forward(norm_silu(&e.conv_norm_out, x)))
     }
 
     /// The image [B, 3, 8H, 8W] in about −1..1 for latents already divided by the scaling factor.
@@ -317,6 +317,6 @@ impl AutoencoderKL {
                 x = upsampler.forward(x);
             }
         }
-        d.conv_out.forward(silu(d.conv_norm_out.forward(x)))
+        d.conv_out.forward(norm_silu(&d.conv_norm_out, x))
     }
 }

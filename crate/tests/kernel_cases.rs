@@ -1,0 +1,66 @@
+//! Our kernels (`sdxl_web::kernels`) against burn's own ops on the same device, at shapes that
+//! are not multiples of the kernels' tiles. Shared by `tests/kernels.rs` (native: wgpu on
+//! lavapipe, and the CPU backend) and `tests/web.rs` (WebGPU on SwiftShader): each case gives
+//! our result and burn's, still on the device.
+
+use burn::nn::{GroupNorm, GroupNormConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Distribution, Tensor};
+use sdxl_web::kernels;
+use sdxl_web::models::attention::{merge_heads, scaled_dot_product, split_heads};
+
+/// One comparison: (what, ours, burn's).
+pub type Case = (String, Tensor<3>, Tensor<3>);
+
+fn normal<const D: usize>(shape: [usize; D], device: &Device) -> Tensor<D> {
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+}
+
+/// A GroupNorm with random affine parameters (a zero-initialized one would hide them).
+fn random_norm(groups: usize, channels: usize, device: &Device) -> GroupNorm {
+    let mut norm = GroupNormConfig::new(groups, channels).with_epsilon(1e-5).init(device);
+    norm.gamma = norm.gamma.map(|gamma| gamma.map(|_| normal([channels], device)));
+    norm.beta = norm.beta.map(|beta| beta.map(|_| normal([channels], device)));
+    norm
+}
+
+/// [batch, channels, h, w, groups]: channels per group 1, 5, 10 (SDXL's 320 / 32), odd sides,
+/// means up to 30 (the i-th case's mean is 10 · i).
+pub const GROUP_NORM_SHAPES: [[usize; 5]; 4] = [[2, 30, 7, 9, 6], [1, 40, 13, 5, 8], [3, 12, 1, 1, 12], [2, 320, 9, 11, 32]];
+
+pub fn group_norm_cases(device: &Device, shapes: &[[usize; 5]]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (i, &[batch, channels, height, width, groups]) in shapes.iter().enumerate() {
+        let norm = random_norm(groups, channels, device);
+        let x = normal([batch, channels, height, width], device) * 3.0 + (i as f64 * 10.0);
+        let flat = |t: Tensor<4>| t.reshape([batch, channels, height * width]);
+        let name = format!("group norm {:?}", [batch, channels, height, width, groups]);
+        cases.push((
+            format!("{name} + SiLU"),
+            flat(kernels::group_norm::norm_silu(&norm, x.clone())),
+            flat(silu(norm.forward(x.clone()))),
+        ));
+        cases.push((name, flat(kernels::group_norm::norm(&norm, x.clone())), flat(norm.forward(x))));
+    }
+    cases
+}
+
+/// [batch, queries, keys, heads, causal]: SDXL's cross-attention (77 keys), CLIP's causal 77,
+/// queries and keys off the tiles (64 queries, 32 keys), a single query.
+pub const ATTENTION_SHAPES: [(usize, usize, usize, usize, bool); 6] =
+    [(2, 100, 77, 3, false), (1, 77, 77, 2, true), (2, 129, 33, 1, false), (1, 1, 5, 2, false), (1, 200, 200, 1, true), (2, 256, 256, 10, false)];
+
+/// Our fused kernel against burn's ops (`scaled_dot_product`, the reference path) on the same
+/// device, both over the projections' layout [batch, tokens, heads · 64].
+pub fn attention_cases(device: &Device, shapes: &[(usize, usize, usize, usize, bool)]) -> Vec<Case> {
+    shapes
+        .iter()
+        .map(|&(batch, queries, keys, heads, causal)| {
+            let width = heads * kernels::attention::HEAD_DIM;
+            let (q, k, v) = (normal([batch, queries, width], device), normal([batch, keys, width], device), normal([batch, keys, width], device));
+            let ours = kernels::attention::fused(&q, &k, &v, heads, causal).expect("the kernel applies on wgpu");
+            let reference = merge_heads(scaled_dot_product(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), causal));
+            (format!("attention {:?}", (batch, queries, keys, heads, causal)), ours, reference)
+        })
+        .collect()
+}
