@@ -15,6 +15,10 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[path = "protocol.rs"]
 mod protocol;
 
+/// Our WGSL kernels' cases (natively, `tests/kernels.rs`).
+#[path = "common/kernel_cases.rs"]
+mod kernel_cases;
+
 thread_local! {
     static WEBGPU: std::cell::OnceCell<Device> = const { std::cell::OnceCell::new() };
 }
@@ -94,5 +98,24 @@ async fn quantized_matrices_stay_quantized_on_webgpu() {
         let error = relative_l2(&ours.try_to_vec::<f32>().unwrap(), &want.try_to_vec::<f32>().unwrap());
         wasm_bindgen_test::console_log!("{dtype} kept quantized: relative L2 {error:.2e}");
         assert!(error <= 1e-5, "{dtype}: relative L2 {error:.2e}");
+    }
+}
+
+/// Our WGSL kernels on WebGPU against burn's ops on the same device (`kernel_cases.rs`): the
+/// launcher and every kernel work in the browser too.
+#[wasm_bindgen_test]
+async fn our_kernels_match_burns_ops_on_webgpu() {
+    let device = webgpu().await;
+    let cases = kernel_cases::group_norm_cases(&device, &kernel_cases::GROUP_NORM_SHAPES)
+        .into_iter()
+        .chain(kernel_cases::attention_cases(&device, &kernel_cases::ATTENTION_SHAPES))
+        .chain(kernel_cases::conv_cases(&device, &kernel_cases::CONV_SHAPES));
+    for (name, ours, burn) in cases {
+        let ours = ours.into_data_async().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let burn = burn.into_data_async().await.unwrap();
+        assert_eq!(ours.shape(), burn.shape(), "{name}");
+        let error = relative_l2(&ours.try_to_vec::<f32>().unwrap(), &burn.try_to_vec::<f32>().unwrap());
+        wasm_bindgen_test::console_log!("{name}: relative L2 {error:.2e}");
+        assert!(error <= 1e-5, "{name}: relative L2 {error:.3e}");
     }
 }

@@ -5,6 +5,7 @@
 //! tests compare against.
 
 pub mod attention;
+pub mod conv;
 pub mod group_norm;
 pub mod launch;
 

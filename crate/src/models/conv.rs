@@ -37,7 +37,13 @@ impl Conv2d {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [channels_out, _] = self.weight.dims();
         // A no-op for f32 weights; a quantized one is expanded for this call only.
-        let weight = self.weight.val().dequantize().reshape([channels_out, self.channels_in, self.kernel, self.kernel]);
+        let weight = self.weight.val().dequantize();
+        if let Some(bias) = &self.bias
+            && let Some(out) = crate::kernels::conv::conv2d(&x, &weight, &bias.val(), self.kernel, self.stride, self.padding)
+        {
+            return out;
+        }
+        let weight = weight.reshape([channels_out, self.channels_in, self.kernel, self.kernel]);
         let options = ConvOptions::new_with_padding([self.stride; 2], self.padding, [1, 1], 1);
         conv2d(x, weight, self.bias.as_ref().map(|bias| bias.val()), options)
     }

@@ -1,10 +1,12 @@
 //! Our kernels (`sdxl_web::kernels`) against burn's own ops on the same device, at shapes that
-//! are not multiples of the kernels' tiles. Shared by `tests/kernels.rs` (native: wgpu on
+//! are not multiples of the kernels' tiles. Included by `tests/kernels.rs` (native: wgpu on
 //! lavapipe, and the CPU backend) and `tests/web.rs` (WebGPU on SwiftShader): each case gives
 //! our result and burn's, still on the device.
 
 use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::silu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use sdxl_web::kernels;
 use sdxl_web::models::attention::{merge_heads, scaled_dot_product, split_heads};
@@ -61,6 +63,41 @@ pub fn attention_cases(device: &Device, shapes: &[(usize, usize, usize, usize, b
             let ours = kernels::attention::fused(&q, &k, &v, heads, causal).expect("the kernel applies on wgpu");
             let reference = merge_heads(scaled_dot_product(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), causal));
             (format!("attention {:?}", (batch, queries, keys, heads, causal)), ours, reference)
+        })
+        .collect()
+}
+
+/// ([batch, in, h, w], out channels, kernel, stride, [(top, bottom), (left, right)]): channel
+/// counts off the 64 × 64 tiles and K off its 16-step, the UNet's stride-2 downsampler, the VAE's
+/// (padding only bottom and right), a 1×1 shortcut, a single pixel.
+pub const CONV_SHAPES: [([usize; 4], usize, usize, usize, [(usize, usize); 2]); 6] = [
+    ([2, 5, 9, 7], 70, 3, 1, [(1, 1), (1, 1)]),
+    ([1, 33, 17, 15], 33, 3, 2, [(1, 1), (1, 1)]),
+    ([1, 16, 16, 16], 16, 3, 2, [(0, 1), (0, 1)]),
+    ([2, 20, 5, 6], 48, 1, 1, [(0, 0), (0, 0)]),
+    ([1, 3, 1, 1], 5, 3, 1, [(1, 1), (1, 1)]),
+    ([2, 320, 16, 16], 320, 3, 1, [(1, 1), (1, 1)]),
+];
+
+/// Our implicit-GEMM convolution against burn's `conv2d` on the same device; results flattened
+/// to [batch, out, pixels].
+pub fn conv_cases(device: &Device, shapes: &[([usize; 4], usize, usize, usize, [(usize, usize); 2])]) -> Vec<Case> {
+    shapes
+        .iter()
+        .map(|&(shape, outputs, kernel, stride, padding)| {
+            let [_, channels, _, _] = shape;
+            let x = normal(shape, device);
+            let weight = normal([outputs, channels * kernel * kernel], device);
+            let bias = normal([outputs], device);
+            let ours = kernels::conv::conv2d(&x, &weight, &bias, kernel, stride, padding).expect("the kernel applies on wgpu");
+            let options = ConvOptions::new_with_padding([stride; 2], padding, [1, 1], 1);
+            let reference = conv2d(x, weight.reshape([outputs, channels, kernel, kernel]), Some(bias), options);
+            let flat = |t: Tensor<4>| {
+                let [b, c, h, w] = t.dims();
+                t.reshape([b, c, h * w])
+            };
+            assert_eq!(ours.dims(), reference.dims());
+            (format!("conv {shape:?} → {outputs}, {kernel}×{kernel}, stride {stride}, padding {padding:?}"), flat(ours), flat(reference))
         })
         .collect()
 }

@@ -1,0 +1,113 @@
+// 2-D convolution (NCHW, groups 1, dilation 1) as an implicit GEMM with the bias fused:
+// out[b, m, p] = bias[m] + Σ_k w[m, k] · x̂[k, (b, p)], where k runs over (in channel, ky, kx)
+// and x̂ is the input patch matrix (im2col), read straight from the input by the tile loader,
+// never stored. M = out channels, N = batch · output pixels, K = in channels · kh · kw.
+//
+// Algorithm: a workgroup of 16 × 16 invocations computes a 64 (out channels) × 64 (pixels) tile
+// of the output, each invocation a 4 × 4 block of it in registers. K advances 16 at a time:
+// 64 × 16 weights and 16 × 64 patch values are loaded into workgroup memory (4 of each per
+// invocation), then every invocation accumulates its 4 × 4 block over those 16. f32 throughout.
+// Tile sizes: 64 × 64 outputs, K step 16; workgroup memory 2 · 16 · 64 · 4 B = 8 KiB; 256
+// invocations.
+// Limits: workgroups (⌈N/64⌉, ⌈M/64⌉) each ≤ 65535; every index < 2^32.
+// Bindings: x [B, C, H, W], w [M, C·kh·kw] (row-major: the checkpoint's rows), bias [M] (read),
+// out [B, M, Ho, Wo] (write), info = [B, C, H, W, M, Ho, Wo, kh, kw, stride, pad top, pad left].
+
+@group(0) @binding(0) var<storage, read_write> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> info: array<u32>;
+
+const TILE: u32 = 64u;
+const STEP: u32 = 16u;
+
+// [k within the step][4 out channels or 4 pixels]
+var<workgroup> w_tile: array<vec4<f32>, 256>;  // STEP · TILE / 4
+var<workgroup> x_tile: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) local: u32) {
+    let batch = info[0];
+    let channels = info[1];
+    let height = info[2];
+    let width = info[3];
+    let m_total = info[4];
+    let out_h = info[5];
+    let out_w = info[6];
+    let kh = info[7];
+    let kw = info[8];
+    let stride = info[9];
+    let pad_top = info[10];
+    let pad_left = info[11];
+    let window = kh * kw;
+    let k_total = channels * window;
+    let pixels = out_h * out_w;
+    let n_total = batch * pixels;
+    let m0 = group.y * TILE;
+    let n0 = group.x * TILE;
+
+    var acc: array<vec4<f32>, 4>;
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        acc[i] = vec4<f32>(0.0);
+    }
+
+    for (var k0 = 0u; k0 < k_total; k0 = k0 + STEP) {
+        // Weights: element e of 1024 → out channel e / 16, k e % 16 (a row's 16 consecutive).
+        for (var e = local; e < STEP * TILE; e = e + 256u) {
+            let m = e / STEP;
+            let kk = e % STEP;
+            var value = 0.0;
+            if (m0 + m < m_total && k0 + kk < k_total) {
+                value = w[(m0 + m) * k_total + k0 + kk];
+            }
+            w_tile[kk * 16u + m / 4u][m % 4u] = value;
+        }
+        // Patches: element e → k e / 64, pixel e % 64 (consecutive pixels, consecutive reads).
+        for (var e = local; e < STEP * TILE; e = e + 256u) {
+            let kk = e / TILE;
+            let n = e % TILE;
+            let k = k0 + kk;
+            let column = n0 + n;
+            var value = 0.0;
+            if (k < k_total && column < n_total) {
+                let b = column / pixels;
+                let p = column % pixels;
+                let channel = k / window;
+                let ky = (k % window) / kw;
+                let kx = k % kw;
+                // Unsigned: a position left of or above the image wraps to a huge value.
+                let iy = (p / out_w) * stride + ky - pad_top;
+                let ix = (p % out_w) * stride + kx - pad_left;
+                if ((p / out_w) * stride + ky >= pad_top && (p % out_w) * stride + kx >= pad_left && iy < height && ix < width) {
+                    value = x[((b * channels + channel) * height + iy) * width + ix];
+                }
+            }
+            x_tile[kk * 16u + n / 4u][n % 4u] = value;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < STEP; kk = kk + 1u) {
+            let a = w_tile[kk * 16u + lid.y];
+            let b = x_tile[kk * 16u + lid.x];
+            acc[0] = acc[0] + a.x * b;
+            acc[1] = acc[1] + a.y * b;
+            acc[2] = acc[2] + a.z * b;
+            acc[3] = acc[3] + a.w * b;
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i = i + 1u) {
+        let m = m0 + lid.y * 4u + i;
+        if (m >= m_total) { break; }
+        for (var j = 0u; j < 4u; j = j + 1u) {
+            let column = n0 + lid.x * 4u + j;
+            if (column < n_total) {
+                let b = column / pixels;
+                let p = column % pixels;
+                out[(b * m_total + m) * pixels + p] = acc[i][j] + bias[m];
+            }
+        }
+    }
+}
