@@ -6,7 +6,8 @@
 // Algorithm: a workgroup of 16 × 16 invocations computes a 64 (out channels) × 64 (pixels) tile
 // of the output, each invocation a 4 × 4 block of it in registers. K advances 16 at a time:
 // 64 × 16 weights and 16 × 64 patch values are loaded into workgroup memory (4 of each per
-// invocation), then every invocation accumulates its 4 × 4 block over those 16. f32 throughout.
+// invocation; the pixel an invocation loads is fixed, so its coordinates are computed once),
+// then every invocation accumulates its 4 × 4 block over those 16. f32 throughout.
 // Tile sizes: 64 × 64 outputs, K step 16; workgroup memory 2 · 16 · 64 · 4 B = 8 KiB; 256
 // invocations.
 // Limits: workgroups (⌈N/64⌉, ⌈M/64⌉) each ≤ 65535; every index < 2^32.
@@ -48,6 +49,15 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     let m0 = group.y * TILE;
     let n0 = group.x * TILE;
 
+    // The output pixel whose patch values this invocation loads, the same at every K step.
+    let my_pixel = local % TILE;
+    let my_column = n0 + my_pixel;
+    let pixel_in_range = my_column < n_total;
+    let my_p = my_column % pixels;
+    let image_base = (my_column / pixels) * channels;
+    let y0 = (my_p / out_w) * stride;
+    let x0 = (my_p % out_w) * stride;
+
     var acc: array<vec4<f32>, 4>;
     for (var i = 0u; i < 4u; i = i + 1u) {
         acc[i] = vec4<f32>(0.0);
@@ -64,27 +74,25 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
             }
             w_tile[kk * 16u + m / 4u][m % 4u] = value;
         }
-        // Patches: element e → k e / 64, pixel e % 64 (consecutive pixels, consecutive reads).
+        // Patches: element e → k e / 64, pixel e % 64 = this invocation's `my_pixel` for all four
+        // (consecutive invocations, consecutive pixels).
         for (var e = local; e < STEP * TILE; e = e + 256u) {
             let kk = e / TILE;
-            let n = e % TILE;
             let k = k0 + kk;
-            let column = n0 + n;
             var value = 0.0;
-            if (k < k_total && column < n_total) {
-                let b = column / pixels;
-                let p = column % pixels;
+            if (k < k_total && pixel_in_range) {
                 let channel = k / window;
-                let ky = (k % window) / kw;
-                let kx = k % kw;
-                // Unsigned: a position left of or above the image wraps to a huge value.
-                let iy = (p / out_w) * stride + ky - pad_top;
-                let ix = (p % out_w) * stride + kx - pad_left;
-                if ((p / out_w) * stride + ky >= pad_top && (p % out_w) * stride + kx >= pad_left && iy < height && ix < width) {
-                    value = x[((b * channels + channel) * height + iy) * width + ix];
+                let rest = k - channel * window;
+                let ky = rest / kw;
+                let kx = rest - ky * kw;
+                // Unsigned: a position above or left of the image wraps past `height`/`width`.
+                let iy = y0 + ky - pad_top;
+                let ix = x0 + kx - pad_left;
+                if (y0 + ky >= pad_top && x0 + kx >= pad_left && iy < height && ix < width) {
+                    value = x[(image_base + channel) * height * width + iy * width + ix];
                 }
             }
-            x_tile[kk * 16u + n / 4u][n % 4u] = value;
+            x_tile[kk * 16u + my_pixel / 4u][my_pixel % 4u] = value;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < STEP; kk = kk + 1u) {

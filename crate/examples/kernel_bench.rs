@@ -4,7 +4,8 @@
 //! full-size base UNet pass (published config, random f32 weights) at a 32² latent, batch 2,
 //! with burn's ops only ("before") and with our kernels ("after").
 //!
-//! `cargo run --release -p sdxl-web --example kernel_bench -- [wgpu|cpu] [--small] [--unet]`
+//! `cargo run --release -p sdxl-web --example kernel_bench -- [wgpu|cpu] [--small] [--unet]
+//! [attention] [group-norm] [conv] [linear]` (the ops named, or all of them)
 //!
 //! Shapes are those of a 1024² image (UNet levels 128², 64², 32²; the VAE decoder's last level
 //! at 1024²); `--small` quarters the token and pixel counts, for CPU-emulated GPUs (lavapipe).
@@ -36,6 +37,11 @@ struct Bench {
 impl Bench {
     /// The best of [`RUNS`] timed runs of `op`, in seconds, the device synchronized after each.
     fn seconds<const D: usize>(&self, op: impl Fn() -> Tensor<D>) -> f64 {
+        self.best_of(RUNS, op)
+    }
+
+    /// The best of `runs` timed runs of `op` after an untimed one.
+    fn best_of<const D: usize>(&self, runs: usize, op: impl Fn() -> Tensor<D>) -> f64 {
         let run = || {
             let start = Instant::now();
             let out = op();
@@ -44,7 +50,7 @@ impl Bench {
             start.elapsed().as_secs_f64()
         };
         run();
-        (0..RUNS).map(|_| run()).fold(f64::INFINITY, f64::min)
+        (0..runs).map(|_| run()).fold(f64::INFINITY, f64::min)
     }
 
     fn normal<const D: usize>(&self, shape: [usize; D]) -> Tensor<D> {
@@ -103,11 +109,16 @@ impl Bench {
 
     fn conv3x3(&self, name: &str, shape: [usize; 4]) {
         let [batch, channels, height, width] = shape;
-        let (x, weight, bias) = (self.normal(shape), self.normal([channels, channels, 3, 3]), self.normal([channels]));
+        let (x, weight, bias) = (self.normal(shape), self.normal([channels, channels * 9]), self.normal([channels]));
         let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-        let burns = self.seconds(|| conv2d(x.clone(), weight.clone(), Some(bias.clone()), options.clone()));
+        let kernel = weight.clone().reshape([channels, channels, 3, 3]);
+        let burns = self.seconds(|| conv2d(x.clone(), kernel.clone(), Some(bias.clone()), options.clone()));
         let flops = 2.0 * (batch * channels * height * width * channels * 9) as f64;
-        self.row(&format!("conv 3×3, burn's direct kernel (no kernel of ours yet): {name} {shape:?}"), flops, burns, None);
+        let ours = || kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2]);
+        match ours().is_some().then(|| self.seconds(|| ours().expect("applies"))) {
+            Some(seconds) => self.row(&format!("conv 3×3, ours vs burn's direct kernel: {name} {shape:?}"), flops, seconds, Some(burns)),
+            None => self.row(&format!("conv 3×3, burn's direct kernel (no kernel here): {name} {shape:?}"), flops, burns, None),
+        }
     }
 
     /// A Linear of `inputs` → `outputs` over `tokens` rows: f32, and burn's q8/q4 matmul on our
@@ -145,10 +156,11 @@ impl Bench {
         let timestep = Tensor::<1>::from_floats([500.0, 500.0], &self.device);
         let pass = || unet.forward(sample.clone(), timestep.clone(), context.clone(), text_embeds.clone(), time_ids.clone());
         println!("full-size base UNet ({} parameters), one pass at {side}² latents, batch 2:", unet.num_params());
+        // One timed pass each (after an untimed one): a pass takes minutes on lavapipe.
         kernels::set_enabled(false);
-        let before = self.seconds(pass);
+        let before = self.best_of(1, pass);
         kernels::set_enabled(true);
-        let after = self.seconds(pass);
+        let after = self.best_of(1, pass);
         println!("  burn's ops only: {before:.2} s; with our kernels: {after:.2} s ({:.2}× faster)", before / after);
     }
 }
@@ -166,15 +178,25 @@ fn main() {
     let (level0, level1, level2) = (s(128), s(64), s(32));
     println!("| op | ms | GFLOP/s | ours vs burn | vs f32 matmul of equal FLOPs |");
     println!("|---|---|---|---|---|");
-    bench.attention("UNet 64² self", 2, 10, level1 * level1, level1 * level1, false);
-    bench.attention("UNet 32² self", 2, 20, level2 * level2, level2 * level2, false);
-    bench.attention("UNet 64² cross", 2, 10, level1 * level1, 77, false);
-    bench.attention("CLIP ViT-bigG", 2, 20, 77, 77, true);
-    bench.group_norm_silu("UNet 128²", [2, 320, level0, level0]);
-    bench.group_norm_silu("VAE 1024²", [1, 128, s(1024), s(1024)]);
-    bench.conv3x3("UNet 64², 640 ch", [2, 640, level1, level1]);
-    bench.conv3x3("VAE 512², 256 ch", [1, 256, s(512), s(512)]);
-    bench.linear("GEGLU proj, UNet 64²", 2 * level1 * level1, 640, 5120);
+    let ops = ["attention", "group-norm", "conv", "linear"];
+    let named = |op: &str| args.iter().any(|a| a == op) || !args.iter().any(|a| ops.contains(&a.as_str()));
+    if named("attention") {
+        bench.attention("UNet 64² self", 2, 10, level1 * level1, level1 * level1, false);
+        bench.attention("UNet 32² self", 2, 20, level2 * level2, level2 * level2, false);
+        bench.attention("UNet 64² cross", 2, 10, level1 * level1, 77, false);
+        bench.attention("CLIP ViT-bigG", 2, 20, 77, 77, true);
+    }
+    if named("group-norm") {
+        bench.group_norm_silu("UNet 128²", [2, 320, level0, level0]);
+        bench.group_norm_silu("VAE 1024²", [1, 128, s(1024), s(1024)]);
+    }
+    if named("conv") {
+        bench.conv3x3("UNet 64², 640 ch", [2, 640, level1, level1]);
+        bench.conv3x3("VAE 512², 256 ch", [1, 256, s(512), s(512)]);
+    }
+    if named("linear") {
+        bench.linear("GEGLU proj, UNet 64²", 2 * level1 * level1, 640, 5120);
+    }
     if args.iter().any(|a| a == "--unet") {
         bench.unet(32);
     }

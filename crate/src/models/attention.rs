@@ -12,10 +12,12 @@ pub const MAX_SCORE_BYTES: usize = 128 << 20;
 
 /// Multi-head attention over projections q [batch, queries, heads·head_dim], k and v [batch,
 /// keys, heads·head_dim], returned as [batch, queries, heads·head_dim]. Every attention in SDXL
-/// goes through here: our fused kernel where it applies (`kernels::attention`: wgpu, head_dim
-/// 64), else [`scaled_dot_product`] on split heads.
+/// goes through here: [`scaled_dot_product`] on split heads, or our fused kernel
+/// (`kernels::attention`: wgpu, head_dim 64) where it was measured faster (`kernel_bench`,
+/// README): CLIP's causal attention. On lavapipe it runs the UNet's attention at 0.35–0.55× the
+/// speed of burn's matmuls, so that stays on them.
 pub fn multi_head(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
-    if let Some(out) = crate::kernels::attention::fused(&q, &k, &v, heads, causal) {
+    if causal && let Some(out) = crate::kernels::attention::fused(&q, &k, &v, heads, causal) {
         return out;
     }
     merge_heads(scaled_dot_product(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), causal))
