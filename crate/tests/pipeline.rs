@@ -174,6 +174,15 @@ fn invalid_parameters_are_refused() {
     assert!(error.err().expect("refused").to_string().contains("72 is not a positive multiple of 32"));
     odd.width = 96;
     assert_eq!(odd.validate(&rules).unwrap().len(), 1, "96 is allowed, with a warning");
+    // The tiny refiner downsamples three times: with it, sizes are multiples of 64 (it used to
+    // fail inside burn, its skip connections misaligned).
+    let refiner = Refiner::from_folder(&fixtures().join("tiny-sdxl-refiner"), &device).unwrap();
+    let mut refined = odd.clone();
+    refined.refiner_start = 0.5;
+    let with_refiner = Sdxl::new(&base, Some(&refiner));
+    assert_eq!(with_refiner.size_rules().multiple, 64);
+    let error = with_refiner.denoise(&refined, Noise::from_seed(0, &device), &device, &mut Recorder::default());
+    assert!(error.err().expect("refused").to_string().contains("96 is not a positive multiple of 64"));
 }
 
 #[test]

@@ -279,3 +279,47 @@ fn the_pipeline_decodes_in_tiles_when_a_whole_decode_exceeds_the_buffer_limit() 
     assert_eq!(tiled.pixels, expected);
     assert_ne!(tiled.pixels, untiled.pixels, "tiles see only their part of the latents");
 }
+
+/// Encoding tiles by the same rule: SDXL's encoder holds 128 channels at full size (512 MiB at
+/// 1024²); under WebGPU's default 256 MiB it encodes in 512-pixel tiles (128 MiB each).
+#[test]
+fn encoding_tiles_within_a_buffer_limit() {
+    let config = sdxl_vae();
+    assert_eq!(config.largest_encode_bytes(1024, 1024), 512 << 20);
+    assert_eq!(config.encode_tiling(1024, 1024, 512 << 20).unwrap(), None);
+    let tiling = config.encode_tiling(1024, 1024, 256 << 20).unwrap().expect("tiles");
+    assert_eq!(tiling.tile_sample_min_size, 512);
+    assert_eq!(config.largest_tiled_encode_bytes(&tiling, 1024, 1024), 128 << 20);
+    // 1 MiB holds neither the smallest tile (64 pixels: 2 MiB) nor the image itself (12 MiB).
+    assert_eq!(config.encode_tiling(1024, 1024, 1 << 20), Err(12 << 20));
+}
+
+/// `refine_image` encodes in tiles under a buffer limit a whole encode exceeds: the run
+/// succeeds and its result differs from the untiled one (each tile sees only its part).
+#[test]
+fn img2img_encodes_in_tiles_when_a_whole_encode_exceeds_the_buffer_limit() {
+    use sdxl_web::pipeline::{Base, BufferLimit, GenerateParams, Refiner, Sdxl};
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let refiner = Refiner::from_folder(&fixtures().join("tiny-sdxl-refiner"), &device).unwrap();
+    let mut params = GenerateParams::new("a lighthouse");
+    (params.width, params.height, params.steps) = (128, 128, 2);
+    let image = Tensor::<3>::random([128, 128, 3], burn::tensor::Distribution::Uniform(0.0, 1.0), &device);
+    let config = &base.vae_config;
+    let whole = config.largest_encode_bytes(128, 128);
+    assert!(config.encode_tiling(128, 128, whole - 1).unwrap().is_some());
+    let run = |limit: Option<u64>| {
+        let mut sdxl = Sdxl::new(&base, Some(&refiner));
+        if let Some(bytes) = limit {
+            sdxl = sdxl.with_buffer_limit(BufferLimit { bytes, text: format!("the test allows {bytes} bytes") });
+        }
+        let mut draw = |shape: [usize; 4]| Tensor::<4>::ones(shape, &device) * 0.5;
+        let mut progress = common::Quiet;
+        sdxl.refine_image(image.clone(), 0.5, &params, &mut draw, &device, &mut progress).unwrap().into_data()
+    };
+    let (whole_run, tiled_run) = (run(None), run(Some(whole - 1)));
+    assert!(tiled_run.clone().try_to_vec::<f32>().unwrap().iter().all(|v| v.is_finite()));
+    assert_ne!(whole_run, tiled_run);
+    assert_eq!(run(Some(whole)), whole_run, "a limit the whole encode fits changes nothing");
+}
+

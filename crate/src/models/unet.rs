@@ -382,6 +382,11 @@ pub struct UNet2DConditionModel {
 }
 
 impl UNet2DConditionModel {
+    /// How many times the UNet halves the latents: their sides must be multiples of 2^this.
+    pub fn downsamplings(&self) -> usize {
+        self.down_blocks.iter().filter(|block| !block.downsamplers.is_empty()).count()
+    }
+
     /// The widest activation at each resolution level of a pass, in values per pixel of that
     /// level (level 0 at the latents' resolution, each next level a quarter of the pixels): every
     /// resnet's input and output (an up block's inputs concatenate a skip connection), every

@@ -185,24 +185,64 @@ impl VaeConfig {
     /// of these tilings needs (the assembled image, or one tile), when even that is over `limit`.
     pub fn decode_tiling(&self, width: usize, height: usize, limit: u64) -> std::result::Result<Option<VaeTiling>, u64> {
         let whole = self.largest_decode_bytes(width, height);
+        self.tiles_within(limit, whole, |tiling| self.largest_tiled_decode_bytes(tiling, width, height))
+    }
+
+    /// As [`VaeConfig::decode_tiling`], for encoding a `width`×`height` image.
+    pub fn encode_tiling(&self, width: usize, height: usize, limit: u64) -> std::result::Result<Option<VaeTiling>, u64> {
+        let whole = self.largest_encode_bytes(width, height);
+        self.tiles_within(limit, whole, |tiling| self.largest_tiled_encode_bytes(tiling, width, height))
+    }
+
+    /// The tiling rule of [`VaeConfig::decode_tiling`], given what the whole run and a tiling need.
+    fn tiles_within(&self, limit: u64, whole: u64, needs: impl Fn(&VaeTiling) -> u64) -> std::result::Result<Option<VaeTiling>, u64> {
         if whole <= limit {
             return Ok(None);
         }
         let scale = self.scale_factor().max(1);
-        // A config whose own tiling is unusable still decodes in tiles of 128 latents (SDXL's).
+        // A config whose own tiling is unusable still tiles from 128 latents (SDXL's).
         let mut sample = VaeTiling::from_config(self).map_or(128 * scale, |tiling| tiling.tile_sample_min_size);
         let mut needed = whole;
         while let Ok(tiling) = VaeTiling::with_sample_size(self, sample) {
             if tiling.tile_latent_min_size < MIN_TILE_LATENTS {
                 break;
             }
-            needed = self.largest_tiled_decode_bytes(&tiling, width, height);
+            needed = needs(&tiling);
             if needed <= limit {
                 return Ok(Some(tiling));
             }
             sample /= 2;
         }
         Err(needed)
+    }
+
+    /// Bytes of the largest activation encoding a `width`×`height` image takes (batch 1): each
+    /// down block's widest input or output at its resolution (SDXL at 1024²: 128 channels at
+    /// full size, 512 MiB).
+    pub fn largest_encode_bytes(&self, width: usize, height: usize) -> u64 {
+        let pixels = (width as u64).saturating_mul(height as u64);
+        let mut input = self.block_out_channels.first().copied().unwrap_or(0) as u64;
+        let mut largest = 0u64;
+        for (level, &output) in self.block_out_channels.iter().enumerate() {
+            let level_pixels = pixels.checked_shr(2 * level as u32).unwrap_or(0);
+            largest = largest.max(input.max(output as u64).saturating_mul(level_pixels));
+            input = output as u64;
+        }
+        largest.saturating_mul(size_of::<f32>() as u64)
+    }
+
+    /// As [`VaeConfig::largest_tiled_decode_bytes`], for encoding with `tiling`: one tile of at
+    /// most `tile_sample_min_size`² pixels, or the input image when larger.
+    pub fn largest_tiled_encode_bytes(&self, tiling: &VaeTiling, width: usize, height: usize) -> u64 {
+        if !tiling.tiles_encode(height, width) {
+            return self.largest_encode_bytes(width, height);
+        }
+        let tile = tiling.tile_sample_min_size;
+        let image_bytes = (self.in_channels as u64)
+            .saturating_mul(width as u64)
+            .saturating_mul(height as u64)
+            .saturating_mul(size_of::<f32>() as u64);
+        self.largest_encode_bytes(width.min(tile), height.min(tile)).max(image_bytes)
     }
 
     /// Bytes of the largest activation decoding a `width`×`height` image with `tiling` takes

@@ -48,7 +48,10 @@ impl Sdxl<'_> {
             });
         }
         let pixels = image.permute([2, 0, 1]).unsqueeze::<4>() * 2.0 - 1.0;
-        let (mean, std) = base.vae.encode_distribution(pixels);
+        let (mean, std) = match self.encode_tiling(width, height)? {
+            Some(tiling) => base.vae.encode_distribution_with_tiling(pixels, &tiling)?,
+            None => base.vae.encode_distribution(pixels),
+        };
         let posterior = draw(mean.dims());
         let clean = (mean + std * posterior) * base.vae_config.scaling_factor;
         let noise = draw(clean.dims());

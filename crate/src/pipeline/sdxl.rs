@@ -78,9 +78,8 @@ impl Base {
 
     /// What sizes this model can generate, within `buffer_limit` when given.
     pub fn size_rules(&self, buffer_limit: Option<BufferLimit>) -> SizeRules {
-        let downsamplings = self.unet.down_blocks.iter().filter(|block| !block.downsamplers.is_empty()).count();
         SizeRules {
-            multiple: self.vae_config.scale_factor() << downsamplings,
+            multiple: self.vae_config.scale_factor() << self.unet.downsamplings(),
             vae: self.vae_config.clone(),
             unet_widths: self.unet.widths_per_level(),
             buffer_limit,
@@ -143,10 +142,13 @@ impl<'a> Sdxl<'a> {
         self
     }
 
-    /// The sizes this pipeline can run: the base's, bounded by the refiner's activations too.
+    /// The sizes this pipeline can run: the base's, and the refiner's too when there is one (its
+    /// UNet may downsample more: SDXL's refiner three times, so multiples of 64 pixels where the
+    /// base takes 32), bounded by the widest activation of either.
     pub fn size_rules(&self) -> SizeRules {
         let mut rules = self.base.size_rules(self.buffer_limit.clone());
         if let Some(refiner) = self.refiner {
+            rules.multiple = rules.multiple.max(self.base.vae_config.scale_factor() << refiner.unet.downsamplings());
             for (level, width) in refiner.unet.widths_per_level().into_iter().enumerate() {
                 match rules.unet_widths.get_mut(level) {
                     Some(widest) => *widest = (*widest).max(width),
@@ -167,13 +169,32 @@ impl<'a> Sdxl<'a> {
 
     /// The tiles decoding latents [1, 4, h, w] takes within the buffer limit (none: whole).
     fn decode_tiling(&self, latents: &Tensor<4>) -> Result<Option<VaeTiling>> {
-        let Some(limit) = &self.buffer_limit else { return Ok(None) };
         let config = &self.base.vae_config;
         let [_, _, height, width] = latents.dims();
         let (width, height) = (width * config.scale_factor(), height * config.scale_factor());
-        config.decode_tiling(width, height, limit.bytes).map_err(|needed| Error::Input {
+        self.tiling_within_limit(width, height, "decode", VaeConfig::decode_tiling)
+    }
+
+    /// The tiles encoding a `width`×`height` image takes within the buffer limit (none: whole).
+    pub(super) fn encode_tiling(&self, width: usize, height: usize) -> Result<Option<VaeTiling>> {
+        self.tiling_within_limit(width, height, "encode", VaeConfig::encode_tiling)
+    }
+
+    fn tiling_within_limit(
+        &self,
+        width: usize,
+        height: usize,
+        what: &str,
+        plan: fn(&VaeConfig, usize, usize, u64) -> std::result::Result<Option<VaeTiling>, u64>,
+    ) -> Result<Option<VaeTiling>> {
+        let Some(limit) = &self.buffer_limit else { return Ok(None) };
+        plan(&self.base.vae_config, width, height, limit.bytes).map_err(|needed| Error::Input {
             name: "size".into(),
-            message: format!("{width}×{height} needs a {} MiB buffer to decode, even in tiles; {}", needed.div_ceil(1 << 20), limit.text),
+            message: format!(
+                "{width}×{height} needs a {} MiB buffer to {what}, even in tiles; {}: choose a smaller size",
+                needed.div_ceil(1 << 20),
+                limit.text
+            ),
         })
     }
 

@@ -206,7 +206,8 @@ impl Pipeline {
     }
 
     /// Widths and heights must be multiples of this many pixels (the VAE's scale times the
-    /// UNet's downsamplings).
+    /// base UNet's downsamplings). A refiner that downsamples more asks for more when it is on:
+    /// `generate` refuses such a size with the refiner's multiple (`Sdxl::size_rules`).
     #[wasm_bindgen(getter, js_name = sizeMultiple)]
     pub fn size_multiple(&self) -> usize {
         self.base.size_rules(None).multiple
