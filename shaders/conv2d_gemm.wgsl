@@ -11,14 +11,20 @@
 // Tile sizes: 64 × 64 outputs, K step 16; workgroup memory 2 · 16 · 64 · 4 B = 8 KiB; 256
 // invocations.
 // Limits: workgroups (⌈N/64⌉, ⌈M/64⌉) each ≤ 65535; every index < 2^32.
-// Bindings: x [B, C, H, W], w [M, C·kh·kw] (row-major: the checkpoint's rows), bias [M] (read),
-// out [B, M, Ho, Wo] (write), info = [B, C, H, W, M, Ho, Wo, kh, kw, stride, pad top, pad left].
+// Weights: a template (placeholders in double braces, filled by crate/src/kernels/conv.rs). The
+// placeholder `weights` is one of conv2d_weights_f32.wgsl (an f32 [M, C·kh·kw] row-major
+// matrix: the checkpoint's rows) or conv2d_weights_quantized.wgsl (q8/q4 block storage,
+// dequantized as read): its bindings from 1 on and `fn weight(flat) -> f32`; the placeholders
+// `bias`, `out` and `info` number the bindings after them.
+// Bindings: x [B, C, H, W], the weights, bias [M] (read), out [B, M, Ho, Wo] (write),
+// info = [B, C, H, W, M, Ho, Wo, kh, kw, stride, pad top, pad left, weights' own parameters].
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> w: array<f32>;
-@group(0) @binding(2) var<storage, read_write> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> info: array<u32>;
+@group(0) @binding({{ bias }}) var<storage, read_write> bias: array<f32>;
+@group(0) @binding({{ out }}) var<storage, read_write> out: array<f32>;
+@group(0) @binding({{ info }}) var<storage, read> info: array<u32>;
+
+{{ weights }}
 
 const TILE: u32 = 64u;
 const STEP: u32 = 16u;
@@ -70,7 +76,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
             let kk = e % STEP;
             var value = 0.0;
             if (m0 + m < m_total && k0 + kk < k_total) {
-                value = w[(m0 + m) * k_total + k0 + kk];
+                value = weight((m0 + m) * k_total + k0 + kk);
             }
             w_tile[kk * 16u + m / 4u][m % 4u] = value;
         }

@@ -134,11 +134,11 @@ const handlers = {
     const left = eta !== undefined ? `, ${Math.ceil(eta)} s left` : '';
     setState('downloading', `Downloading: ${formatBytes(done)} of ${formatBytes(total)}${rate}${left}`);
   },
-  loaded({ hasRefiner, sizeMultiple, fetched, files, estimate }) {
+  loaded({ hasRefiner, sizeMultiple, refinerSizeMultiple, fetched, files, estimate }) {
     showStorage(estimate);
     // The custom size offers only sizes the model can take.
     for (const id of ['width', 'height']) Object.assign($(id), { min: sizeMultiple, step: sizeMultiple });
-    app.sizeMultiple = sizeMultiple;
+    Object.assign(app, { sizeMultiple, refinerSizeMultiple });
     $('caption').hidden = !isDemo();
     $('caption').textContent = isDemo() ? DEMO_CAPTION : '';
     if (isDemo()) applyDefaults({ ...app.defaults, ...DEMO_SETTINGS });
@@ -282,9 +282,11 @@ function formProblem() {
   if ($('guidance').value.trim() === '' || !(guidance >= 0)) return 'Guidance must be a number of 0 or more.';
   const switchAt = Number($('refiner-start').value);
   if (!(switchAt > 0 && switchAt < 1)) return 'The refiner switch point must lie between 0 and 1.';
-  const multiple = app.sizeMultiple ?? 8;
+  // The refiner's UNet may downsample more than the base's (SDXL's: multiples of 64, not 32).
+  const refiner = $('refiner').checked && !$('refiner').disabled;
+  const multiple = (refiner ? app.refinerSizeMultiple : app.sizeMultiple) ?? 8;
   if (!size().every((side) => Number.isInteger(side) && side > 0 && side % multiple === 0)) {
-    return `Width and height must be positive multiples of ${multiple} for this model.`;
+    return `Width and height must be positive multiples of ${multiple} for this model${refiner ? ' with its refiner' : ''}.`;
   }
   return null;
 }

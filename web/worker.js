@@ -150,7 +150,7 @@ const handlers = {
     const [base, refiner] = [loaders.find(([role]) => role === 'base')[1], loaders.find(([role]) => role === 'refiner')?.[1]];
     pending = null;
     pipeline = new Pipeline(gpu, base, refiner);
-    post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, fetched, files: files.length, estimate: await estimate() });
+    post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, refinerSizeMultiple: pipeline.refinerSizeMultiple, fetched, files: files.length, estimate: await estimate() });
   },
 
   async generate({ request }) {

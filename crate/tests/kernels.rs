@@ -6,7 +6,10 @@
 mod kernel_cases;
 
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
-use kernel_cases::{ATTENTION_SHAPES, CONV_SHAPES, Case, GROUP_NORM_SHAPES, attention_cases, conv_cases, group_norm_cases};
+use kernel_cases::{
+    ATTENTION_SHAPES, CONV_SHAPES, Case, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases, group_norm_cases,
+    quantized_conv_cases,
+};
 use sdxl_web::kernels;
 
 /// f32 with a different order of summation: reductions over 10⁵ values, softmax over 256 keys.
@@ -39,6 +42,11 @@ fn group_norm_matches_burn() {
 #[test]
 fn conv_matches_burn() {
     check(conv_cases(&wgpu(), &CONV_SHAPES));
+}
+
+#[test]
+fn conv_reads_quantized_weights_as_stored() {
+    check(quantized_conv_cases(&wgpu(), &QUANTIZED_CONV_SHAPES));
 }
 
 #[test]
@@ -118,3 +126,4 @@ fn large_group_norm_matches_f64() {
     println!("ours on wgpu: relative L2 {error:.2e}");
     assert!(error <= TOLERANCE, "relative L2 {error:.3e} > {TOLERANCE:e}");
 }
+

@@ -295,9 +295,15 @@ test('the page tells the truth: what runs, cancel at once, no stale image, rando
   assert.match((await state(page)).status, /Steps must be a whole number from 1 to 1000/);
   await page.fill('#width', '72');
   await page.fill('#steps', '2');
+  await page.setChecked('#refiner', false);
   await page.click('#generate');
-  assert.match((await state(page)).status, /multiples of 32 for this model/);
+  assert.match((await state(page)).status, /multiples of 32 for this model\./);
   assert.equal(await page.evaluate(() => document.getElementById('width').step), '32');
+  // The demo refiner downsamples three times: with it, 96 is refused too.
+  await page.fill('#width', '96');
+  await page.setChecked('#refiner', true);
+  await page.click('#generate');
+  assert.match((await state(page)).status, /multiples of 64 for this model with its refiner/);
 
   // Seed −1: a random seed, shown with the image and reusable.
   await page.fill('#width', '64');

@@ -18,6 +18,7 @@ const QUERIES: usize = 64;
 const FLASH: Wgsl = Wgsl {
     name: "flash_attention",
     source: include_str!("../../../shaders/flash_attention.wgsl"),
+    placeholders: &[],
     workgroup_size: [QUERIES as u32, 1, 1],
 };
 

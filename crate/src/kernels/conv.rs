@@ -3,22 +3,44 @@
 //! WebGPU has only its direct convolution (its implicit-GEMM kernels need cmma/mma, which WGSL
 //! lacks).
 
-use burn::tensor::Tensor;
+use burn::backend::wgpu::CubeTensor;
+use burn::backend::{BackendTensor, CubeDevice, DispatchTensorKind};
+use burn::tensor::{DType, Tensor};
 
 use super::launch::{MAX_WORKGROUPS, Wgsl, empty_f32, launch, to_tensor, wgpu_f32};
+use crate::weights::quant::{self, StoredDtype};
 
 /// Output channels and pixels per workgroup (the WGSL's `TILE`).
 const TILE: usize = 64;
 
+const SOURCE: &str = include_str!("../../../shaders/conv2d_gemm.wgsl");
+
+/// The kernel with f32 weights.
 const GEMM: Wgsl = Wgsl {
     name: "conv2d_gemm",
-    source: include_str!("../../../shaders/conv2d_gemm.wgsl"),
+    source: SOURCE,
+    placeholders: &[("weights", include_str!("../../../shaders/conv2d_weights_f32.wgsl")), ("bias", "2"), ("out", "3"), ("info", "4")],
+    workgroup_size: [16, 16, 1],
+};
+
+/// The kernel reading q8/q4 block storage.
+const GEMM_QUANTIZED: Wgsl = Wgsl {
+    name: "conv2d_gemm_quantized",
+    source: SOURCE,
+    placeholders: &[
+        ("weights", include_str!("../../../shaders/conv2d_weights_quantized.wgsl")),
+        ("bias", "3"),
+        ("out", "4"),
+        ("info", "5"),
+    ],
     workgroup_size: [16, 16, 1],
 };
 
 /// `x` [batch, in, h, w] convolved with `weight` [out, in · kernel²] (rows as in the checkpoint)
 /// plus `bias` [out], square `kernel`, `stride`, padding `[(top, bottom), (left, right)]`, when
-/// our kernel applies (wgpu, f32, within its dispatch limits); `None` otherwise.
+/// our kernel applies (wgpu, f32 input, within its dispatch limits); `None` otherwise. A weight
+/// kept block-quantized on the device (`quant::device_quantized`: q8/q4, blocks of 32) is read
+/// as stored, dequantized in the tile loader; another quantized weight is expanded first.
 pub fn conv2d(
     x: &Tensor<4>,
     weight: &Tensor<2>,
@@ -47,10 +69,52 @@ pub fn conv2d(
     if !fits || columns == 0 || outputs == 0 {
         return None;
     }
-    let (x, weight, bias) = (wgpu_f32(x)?, wgpu_f32(weight)?, wgpu_f32(bias)?);
+    let (x, bias) = (wgpu_f32(x)?, wgpu_f32(bias)?);
     let out = empty_f32(&x, [batch, outputs, out_h, out_w].into());
-    let params = [batch, channels, height, width, outputs, out_h, out_w, kernel, kernel, stride, top, left].map(|n| n as u32);
+    let mut params = [batch, channels, height, width, outputs, out_h, out_w, kernel, kernel, stride, top, left].map(|n| n as u32).to_vec();
     let workgroups = [columns.div_ceil(TILE) as u32, outputs.div_ceil(TILE) as u32, 1];
-    launch(GEMM, workgroups, &[&x, &weight, &bias], &out, &params);
+    if let Some((values, scales, bits)) = block_quantized(weight) {
+        params.push(bits);
+        launch(GEMM_QUANTIZED, workgroups, &[&x, &values, &scales, &bias], &out, &params);
+    } else {
+        let weight = match weight.dtype() {
+            DType::QFloat(_) => wgpu_f32(&weight.clone().dequantize())?,
+            _ => wgpu_f32(weight)?,
+        };
+        launch(GEMM, workgroups, &[&x, &weight, &bias], &out, &params);
+    }
     Some(to_tensor(out))
 }
+
+/// Whether [`conv2d`] reads `weight` as stored (block-quantized on wgpu), with no f32 copy.
+pub fn reads_as_stored(weight: &Tensor<2>) -> bool {
+    block_quantized(weight).is_some()
+}
+
+/// The stored values (u32 words), block scales (f32) and bits per value of a weight that
+/// `quant::device_quantized` keeps block-quantized on a wgpu device; `None` for anything else.
+fn block_quantized(weight: &Tensor<2>) -> Option<(CubeTensor, CubeTensor, u32)> {
+    let DType::QFloat(scheme) = weight.dtype() else { return None };
+    let DispatchTensorKind::Cube(BackendTensor::Quantized(tensor)) = weight.clone().into_dispatch().kind else {
+        return None;
+    };
+    if !matches!(tensor.device, CubeDevice::Wgpu(_)) {
+        return None;
+    }
+    let shape = weight.dims();
+    let device = weight.device();
+    let bits = [(StoredDtype::Q8, 8), (StoredDtype::Q4, 4)]
+        .into_iter()
+        .find(|&(dtype, _)| quant::device_scheme(dtype, &shape, Some(BLOCK), &device) == Some(scheme))
+        .map(|(_, bits)| bits)?;
+    // Rows one after the other, strides counted in packed words (not a transposed view).
+    let words_per_row = shape[1] / (32 / bits as usize);
+    if tensor.meta.strides().iter().copied().ne([words_per_row, 1]) {
+        return None;
+    }
+    let (values, scales) = tensor.quantized_handles()?;
+    Some((values, scales, bits))
+}
+
+/// The block size the quantized kernel reads (the WGSL's `32u`).
+const BLOCK: usize = 32;

@@ -12,12 +12,14 @@ use super::launch::{Wgsl, empty_f32, launch, to_tensor, workgroups_for, wgpu_f32
 const STATS: Wgsl = Wgsl {
     name: "group_norm_stats",
     source: include_str!("../../../shaders/group_norm_stats.wgsl"),
+    placeholders: &[],
     workgroup_size: [256, 1, 1],
 };
 
 const APPLY: Wgsl = Wgsl {
     name: "group_norm_apply",
     source: include_str!("../../../shaders/group_norm_apply.wgsl"),
+    placeholders: &[],
     workgroup_size: [256, 1, 1],
 };
 

@@ -46,26 +46,29 @@ pub fn empty_f32(like: &CubeTensor, shape: Shape) -> CubeTensor {
     CubeTensor::new_contiguous(like.client.clone(), like.device.clone(), shape, handle, DType::F32)
 }
 
-/// One kernel: its WGSL text and its workgroup size (which must equal the text's own).
+/// One kernel: its WGSL text, the values of the text's `{{ name }}` placeholders, and its
+/// workgroup size (which must equal the text's own).
 #[derive(Clone, Copy)]
 pub struct Wgsl {
     pub name: &'static str,
     pub source: &'static str,
+    pub placeholders: &'static [(&'static str, &'static str)],
     pub workgroup_size: [u32; 3],
 }
 
 /// The compiled pipeline is cached by `KernelId`, which never sees the text: the name and a hash
-/// of the text key it.
+/// of the text and its placeholders' values key it.
 struct Source(Wgsl);
 
 impl KernelSource for Source {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(self.0.source)
+        self.0.placeholders.iter().fold(SourceTemplate::new(self.0.source), |text, &(name, value)| text.register(name, value))
     }
 
     fn id(&self) -> KernelId {
         let [x, y, z] = self.0.workgroup_size;
-        let hash = self.0.source.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        let texts = std::iter::once(self.0.source).chain(self.0.placeholders.iter().flat_map(|&(name, value)| [name, value]));
+        let hash = texts.flat_map(str::bytes).fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
         // The workgroup size lets the server check it against the device's limits.
         KernelId::new::<Self>().info((self.0.name, hash)).cube_dim(CubeDim::new_3d(x, y, z).0)
     }

@@ -1,6 +1,7 @@
 //! diffusers' `nn.Conv2d`, its weight held as `[out, in·kh·kw]`: the checkpoint's rows, along
 //! which the format's quantization blocks run, so a q8/q4 weight can stay block-quantized on the
-//! device (`quant::device_quantized`) and be expanded only for the call that uses it.
+//! device (`quant::device_quantized`): our wgpu kernel reads it as stored; burn's conv (the CPU
+//! backend) gets it expanded for the call that uses it.
 
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
@@ -36,14 +37,14 @@ impl Conv2d {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [channels_out, _] = self.weight.dims();
-        // A no-op for f32 weights; a quantized one is expanded for this call only.
-        let weight = self.weight.val().dequantize();
+        // Our kernel on wgpu reads a block-quantized weight as stored.
         if let Some(bias) = &self.bias
-            && let Some(out) = crate::kernels::conv::conv2d(&x, &weight, &bias.val(), self.kernel, self.stride, self.padding)
+            && let Some(out) = crate::kernels::conv::conv2d(&x, &self.weight.val(), &bias.val(), self.kernel, self.stride, self.padding)
         {
             return out;
         }
-        let weight = weight.reshape([channels_out, self.channels_in, self.kernel, self.kernel]);
+        // A no-op for f32 weights; a quantized one is expanded for this call only.
+        let weight = self.weight.val().dequantize().reshape([channels_out, self.channels_in, self.kernel, self.kernel]);
         let options = ConvOptions::new_with_padding([self.stride; 2], self.padding, [1, 1], 1);
         conv2d(x, weight, self.bias.as_ref().map(|bias| bias.val()), options)
     }

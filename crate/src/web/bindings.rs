@@ -206,11 +206,17 @@ impl Pipeline {
     }
 
     /// Widths and heights must be multiples of this many pixels (the VAE's scale times the
-    /// base UNet's downsamplings). A refiner that downsamples more asks for more when it is on:
-    /// `generate` refuses such a size with the refiner's multiple (`Sdxl::size_rules`).
+    /// base UNet's downsamplings); with the refiner on, `refinerSizeMultiple`.
     #[wasm_bindgen(getter, js_name = sizeMultiple)]
     pub fn size_multiple(&self) -> usize {
         self.base.size_rules(None).multiple
+    }
+
+    /// The multiple sizes take with the refiner on (its UNet may downsample more than the
+    /// base's: SDXL's refiner asks for 64); the base's when no refiner is loaded.
+    #[wasm_bindgen(getter, js_name = refinerSizeMultiple)]
+    pub fn refiner_size_multiple(&self) -> usize {
+        Sdxl::new(&self.base, self.refiner.as_ref()).size_rules().multiple
     }
 
     /// Runs a request (the parameters of `sdxl generate` and `seed`, `refiner`, `previews`;

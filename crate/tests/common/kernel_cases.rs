@@ -101,3 +101,33 @@ pub fn conv_cases(device: &Device, shapes: &[([usize; 4], usize, usize, usize, [
         })
         .collect()
 }
+
+/// [batch, in, h, w] and out channels of quantized-weight convolutions: K = in · 9 a multiple of
+/// 32 (whole blocks per row, as the format stores them); out channels off the tile.
+pub const QUANTIZED_CONV_SHAPES: [([usize; 4], usize); 2] = [([2, 32, 9, 7], 70), ([1, 64, 16, 15], 33)];
+
+/// Our convolution reading q8 and q4 weights as stored against burn's `conv2d` on the same
+/// weights expanded to f32.
+pub fn quantized_conv_cases(device: &Device, shapes: &[([usize; 4], usize)]) -> Vec<Case> {
+    use sdxl_web::weights::quant::{self, StoredDtype};
+    let mut cases = Vec::new();
+    for &(shape, outputs) in shapes {
+        let [batch, channels, height, width] = shape;
+        let columns = channels * 9;
+        let values: Vec<f32> = (0..outputs * columns).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
+        for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
+            let bytes = quant::encode(dtype, &values, &[outputs, columns], Some(32)).unwrap();
+            let weight = quant::device_quantized(dtype, &bytes, &[outputs, columns], Some(32), device).expect("kept quantized on this device");
+            assert!(kernels::conv::reads_as_stored(&weight), "{dtype:?}: read as stored, not expanded");
+            let x = normal(shape, device);
+            let bias = normal([outputs], device);
+            let ours = kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2]).expect("the kernel applies on wgpu");
+            let expanded = weight.dequantize().reshape([outputs, channels, 3, 3]);
+            let options = ConvOptions::new_with_padding([1, 1], [(1, 1); 2], [1, 1], 1);
+            let reference = conv2d(x, expanded, Some(bias), options);
+            let flat = |t: Tensor<4>| t.reshape([batch, outputs, height * width]);
+            cases.push((format!("conv {dtype:?} weights {shape:?} → {outputs}"), flat(ours), flat(reference)));
+        }
+    }
+    cases
+}

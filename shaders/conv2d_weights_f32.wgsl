@@ -1,0 +1,7 @@
+// Weights of conv2d_gemm.wgsl (inserted at its placeholder `weights`): an f32 [M, K] row-major matrix.
+
+@group(0) @binding(1) var<storage, read_write> w: array<f32>;
+
+fn weight(flat: u32) -> f32 {
+    return w[flat];
+}
