@@ -15,6 +15,11 @@ window.sdxlApp = app;
 const params = new URLSearchParams(location.search);
 $('model-url').value = params.get('model') ?? new URL(DEMO.base, location.href).href;
 $('refiner-url').value = params.has('refiner') ? params.get('refiner') : (params.has('model') ? '' : new URL(DEMO.refiner, location.href).href);
+if (params.has('memory')) $('memory').value = params.get('memory');
+if (params.has('budget')) $('memory-budget').value = params.get('budget');
+// For trying the VAE's tiling on a small model: a lower buffer limit than the GPU's.
+const bufferLimitMiB = params.has('bufferLimitMiB') ? Number(params.get('bufferLimitMiB')) : null;
+const MEMORY_TEXT = { resident: 'every network loaded', sequential: 'one network at a time' };
 
 function formatBytes(bytes) {
   return bytes >= 1024 * MB ? `${(bytes / 1024 / MB).toFixed(2)} GB` : `${(bytes / MB).toFixed(1)} MB`;
@@ -87,7 +92,9 @@ function load(confirm) {
   app.confirmed = confirm;
   $('notice').hidden = true;
   setState('loading', 'Reading the model manifest…');
-  worker.postMessage({ type: 'load', base: $('model-url').value, refiner: $('refiner-url').value || null, confirm });
+  const budget = $('memory-budget').value.trim();
+  const memory = { memory: $('memory').value, ...(budget === '' ? {} : { budgetMiB: Number(budget) }) };
+  worker.postMessage({ type: 'load', base: $('model-url').value, refiner: $('refiner-url').value || null, confirm, memory, bufferLimitMiB });
 }
 
 function showStorage(estimate) {
@@ -110,10 +117,11 @@ const handlers = {
     }
     load(isDemo()); // the bundled demo model is small: no need to ask
   },
-  plan({ total, cachedBytes, files, estimate }) {
+  plan({ total, cachedBytes, files, estimate, memory }) {
     showStorage(estimate);
     const missing = total - cachedBytes;
-    const text = `${files} files, ${formatBytes(total)}: ${formatBytes(cachedBytes)} cached, ${formatBytes(missing)} to download.`;
+    const gpu = `GPU memory: ${MEMORY_TEXT[memory.residency]}, ${formatBytes(memory.peakWeights)} of weights at most.`;
+    const text = `${files} files, ${formatBytes(total)}: ${formatBytes(cachedBytes)} cached, ${formatBytes(missing)} to download. ${gpu}`;
     app.plan = { total, cachedBytes };
     if (missing > 0 && estimate?.quota && missing > estimate.quota - estimate.usage) {
       notice(`The model needs ${formatBytes(missing)} more storage than this site has left (${formatBytes(estimate.quota - estimate.usage)}). Free disk space or clear cached models.`);
@@ -134,7 +142,7 @@ const handlers = {
     const left = eta !== undefined ? `, ${Math.ceil(eta)} s left` : '';
     setState('downloading', `Downloading: ${formatBytes(done)} of ${formatBytes(total)}${rate}${left}`);
   },
-  loaded({ hasRefiner, sizeMultiple, refinerSizeMultiple, fetched, files, estimate }) {
+  loaded({ hasRefiner, sizeMultiple, refinerSizeMultiple, fetched, files, estimate, memory }) {
     showStorage(estimate);
     // The custom size offers only sizes the model can take.
     for (const id of ['width', 'height']) Object.assign($(id), { min: sizeMultiple, step: sizeMultiple });
@@ -144,8 +152,8 @@ const handlers = {
     if (isDemo()) applyDefaults({ ...app.defaults, ...DEMO_SETTINGS });
     $('refiner').disabled = !hasRefiner;
     $('refiner').checked &&= hasRefiner;
-    app.loaded = { hasRefiner, fetched, files };
-    setState('ready', `Model ready (${files - fetched} of ${files} files from the cache).`);
+    app.loaded = { hasRefiner, fetched, files, memory };
+    setState('ready', `Model ready (${files - fetched} of ${files} files from the cache; ${MEMORY_TEXT[memory.residency]}).`);
   },
   step({ index, total, stage, preview }) {
     $('progress').max = total;
@@ -185,7 +193,8 @@ const handlers = {
     thumb.onclick = () => showImage(url, result.seed, result.request.prompt);
     $('strip').prepend(thumb);
     const warnings = result.warnings.length ? ` Warnings: ${result.warnings.join('; ')}` : '';
-    setState('ready', `Done in ${result.seconds.toFixed(1)} s.${warnings}`);
+    const peak = result.peakReserved ? ` GPU memory peak ${formatBytes(result.peakReserved)}.` : '';
+    setState('ready', `Done in ${result.seconds.toFixed(1)} s.${peak}${warnings}`);
   },
   cancelled() {
     setState('ready', 'Cancelled.');

@@ -6,13 +6,14 @@
 //        step {...} · image {...} · cancelled · released · cache-cleared · warning {message}
 //        error {kind, message}
 // What crosses to and from the wasm module is plain data (see crate/src/web/bindings.rs).
-import init, { Gpu, ModelLoader, Pipeline, defaults } from './pkg/sdxl_web.js';
+import init, { Gpu, ModelLoader, Pipeline, defaults, planMemory } from './pkg/sdxl_web.js';
 import * as store from './store.js';
 import { Transfer } from './transfer.js';
 
 let gpu = null;
 let pipeline = null;
 let pending = null; // loaders waiting for the download to be confirmed
+let manifests = {}; // role → the manifest's URL, for the files a sequential plan loads again
 let cancelRequested = false;
 let generating = false;
 // A manifest lists a model's files: a few hundred kilobytes for SDXL. Anything far larger is
@@ -61,6 +62,31 @@ async function fetchManifest(url) {
   return bytes;
 }
 
+/**
+ * A file a sequential plan loads again during a run (`file`: { path, size, sha256 } of the
+ * `role`'s manifest): from the cache, where the download put it. A copy that left the cache, or
+ * failed its check (`fresh`), is downloaded again and cached only once its SHA-256 matches.
+ */
+async function reloadFile(role, file, fresh) {
+  const url = new URL(file.path, manifests[role]).href;
+  if (!fresh) {
+    const bytes = await store.cached(url);
+    if (bytes) return bytes;
+  }
+  await store.evict(url);
+  post('warning', { message: `${file.path} ${fresh ? 'was damaged in' : 'left'} the browser's cache; downloading it again.` });
+  const bytes = await store.download(url, file.size, () => {});
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  if (hex !== file.sha256) throw store.failure('integrity', `${url} does not match its manifest. The model on the server is damaged or was replaced; it was not cached.`);
+  try {
+    await store.keep(url, bytes);
+  } catch (error) {
+    post('warning', { message: error.message });
+  }
+  return bytes;
+}
+
 const handlers = {
   async init() {
     await init();
@@ -73,7 +99,7 @@ const handlers = {
     post('ready', { adapter: gpu.adapter(), defaults: defaults() });
   },
 
-  async load({ base, refiner, confirm }) {
+  async load({ base, refiner, confirm, memory = {}, bufferLimitMiB = null }) {
     if (generating) throw store.failure('input', 'Cancel the running generation before loading another model.');
     pipeline?.free();
     pipeline = null;
@@ -81,8 +107,10 @@ const handlers = {
     const models = [['base', base], ...(refiner ? [['refiner', refiner]] : [])];
     const loaders = [];
     const files = [];
+    const urls = {};
     for (const [role, address] of models) {
       const url = manifestUrl(address);
+      urls[role] = url;
       // Errors name files by their URL: the folder the manifest is in, then the file.
       const loader = new ModelLoader(gpu, await fetchManifest(url), url.slice(0, url.lastIndexOf('/')), role);
       loaders.push([role, loader]);
@@ -95,15 +123,19 @@ const handlers = {
       file.cached = await store.has(file.url);
       if (file.cached) cachedBytes += file.size;
     }
+    // The memory plan, from the networks' sizes: a budget too small is an error now, before
+    // anything is downloaded.
+    const plan = planMemory(loaders.flatMap(([, loader]) => loader.networkBytes()), memory);
+    for (const [, loader] of loaders) loader.setResidency(plan.residency);
     const total = files.reduce((sum, file) => sum + file.size, 0);
-    pending = { loaders, files, total, cachedBytes };
-    post('plan', { total, cachedBytes, files: files.length, estimate: await estimate() });
+    pending = { loaders, files, total, cachedBytes, urls, bufferLimitMiB };
+    post('plan', { total, cachedBytes, files: files.length, estimate: await estimate(), memory: plan });
     if (confirm || cachedBytes === total) await handlers.download();
   },
 
   async download() {
     if (!pending) throw store.failure('input', 'Nothing to download: load a model first.');
-    const { loaders, files, total, cachedBytes } = pending;
+    const { loaders, files, total, cachedBytes, urls, bufferLimitMiB } = pending;
     if (cachedBytes < total) await navigator.storage?.persist?.();
     const transfer = new Transfer(total, cachedBytes, performance.now());
     let last = 0;
@@ -150,7 +182,9 @@ const handlers = {
     const [base, refiner] = [loaders.find(([role]) => role === 'base')[1], loaders.find(([role]) => role === 'refiner')?.[1]];
     pending = null;
     pipeline = new Pipeline(gpu, base, refiner);
-    post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, refinerSizeMultiple: pipeline.refinerSizeMultiple, fetched, files: files.length, estimate: await estimate() });
+    manifests = urls;
+    if (bufferLimitMiB) pipeline.lowerBufferLimit(bufferLimitMiB * 1024 * 1024);
+    post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, refinerSizeMultiple: pipeline.refinerSizeMultiple, fetched, files: files.length, estimate: await estimate(), memory: pipeline.plan });
   },
 
   async generate({ request }) {
@@ -165,8 +199,9 @@ const handlers = {
         // Let the worker take messages (a cancel) between steps.
         await new Promise((resolve) => setTimeout(resolve, 0));
         return !cancelRequested;
-      });
-      post('image', { ...result, request, seconds: (performance.now() - started) / 1000 }, [result.rgba.buffer, result.png.buffer]);
+      }, reloadFile);
+      const seconds = (performance.now() - started) / 1000;
+      post('image', { ...result, request, seconds, peakReserved: pipeline.peakReserved }, [result.rgba.buffer, result.png.buffer]);
     } catch (error) {
       if (error.kind === 'cancelled') post('cancelled');
       else throw error;

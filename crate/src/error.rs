@@ -42,6 +42,9 @@ pub enum Error {
     /// A run stopped on request between steps.
     #[error("generation cancelled")]
     Cancelled,
+    /// A network the memory plan released was used before being loaded again.
+    #[error("{0} is not loaded (the memory plan released it)")]
+    NotLoaded(&'static str),
 }
 
 /// What is wrong with one checkpoint tensor.
@@ -114,7 +117,7 @@ impl Error {
     pub fn kind(&self) -> Kind {
         match self {
             Error::Integrity { .. } => Kind::Integrity,
-            Error::Input { .. } => Kind::Input,
+            Error::Input { .. } | Error::NotLoaded(_) => Kind::Input,
             Error::Cancelled => Kind::Cancelled,
             Error::Encoding { .. } => Kind::Output,
             Error::Io { .. }

@@ -22,7 +22,11 @@ mod cli {
     use sdxl_web::error::{Error, Result};
     use sdxl_web::pipeline::png::{decode_png, encode_png, parameters_text};
     use sdxl_web::pipeline::preview::Preview;
-    use sdxl_web::pipeline::{Base, BufferLimit, GenerateParams, Noise, Progress, Refiner, Sdxl, Stage};
+    use sdxl_web::pipeline::{
+        BufferLimit, GenerateParams, Image, MemoryPlan, Models, Network, NetworkBytes, Noise, Progress, Residency, Stage, folder,
+        generate_planned,
+    };
+    use sdxl_web::pipeline::folder::Folders;
     use sdxl_web::weights::safetensors::{self, SafetensorsSource};
 
     #[derive(Parser)]
@@ -85,6 +89,16 @@ mod cli {
         out_tensor: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceChoice,
+        /// How the networks stay on the device: all loaded at once, or one at a time (the text
+        /// encoders, the UNet, the refiner's UNet, the VAE), each loaded from its folder for
+        /// its phase and released after it: a lower peak for the time of the loads.
+        #[arg(long, value_enum, default_value = "resident", conflicts_with = "image")]
+        memory: Residency,
+        /// Lowers the largest buffer a run may use below the device's (never raises it):
+        /// decodes that would need more tile, larger sizes are refused. For trying the tiling
+        /// on a small model; the page takes `?bufferLimitMiB=` alike.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+        buffer_limit_mib: Option<u64>,
     }
 
     /// A one-line progress bar on the terminal.
@@ -120,15 +134,24 @@ mod cli {
             Ok(Tensor::<3>::from_data(input.pixels, &device))
         });
         let input = input.transpose()?;
-        let base = Base::from_folder(&args.model, &device)?;
-        let refiner = args.refiner.as_deref().map(|dir| Refiner::from_folder(dir, &device)).transpose()?;
-        let mut sdxl = Sdxl::new(&base, refiner.as_ref());
         // A size that needs a larger buffer than the device takes (the GPU's limits; host memory
         // on the CPU backend) is refused up front rather than failing mid-run; the VAE decodes
         // in tiles where a whole decode would need one.
-        if let Some((bytes, text)) = buffer_limit {
-            sdxl = sdxl.with_buffer_limit(BufferLimit { bytes, text });
-        }
+        let buffer_limit = match (buffer_limit, args.buffer_limit_mib) {
+            (Some((bytes, _)), Some(mib)) if mib << 20 < bytes => Some((mib << 20, format!("--buffer-limit-mib allows {mib} MiB"))),
+            (None, Some(mib)) => Some((mib << 20, format!("--buffer-limit-mib allows {mib} MiB"))),
+            (limit, _) => limit,
+        };
+        let buffer_limit = buffer_limit.map(|(bytes, text)| BufferLimit { bytes, text });
+        let plan = MemoryPlan::choose(&NetworkBytes::default(), 0, Some(args.memory), None)?;
+        let loaded_first = match args.memory {
+            Residency::Resident => vec![Network::TextEncoders, Network::Unet, Network::Vae],
+            Residency::Sequential => vec![],
+        };
+        let base = folder::base(&args.model, &loaded_first, &device)?;
+        let refiner = args.refiner.as_deref();
+        let refiner = refiner.map(|dir| folder::refiner(dir, args.memory == Residency::Resident, &device)).transpose()?;
+        let mut models = Models::new(base, refiner);
         let (noise, seed) = match (args.noise, args.seed) {
             (Some(path), _) => {
                 let data = SafetensorsSource::open(&[path])?.read_input("noise")?.convert::<f32>();
@@ -143,15 +166,25 @@ mod cli {
                 (Noise::from_seed(seed, &device), Some(seed))
             }
         };
+        let refined = models.refiner.is_some();
         let image = match input {
             Some(input) => {
+                let sdxl = models.sdxl(refined, buffer_limit);
                 let mut draw = noise.steps;
                 let latents = sdxl.refine_image(input, args.strength, &params, &mut *draw, &device, &mut TerminalProgress)?;
                 sdxl.decode(latents)?
             }
-            None => sdxl.generate(&params, noise, &device, &mut TerminalProgress)?,
+            None => {
+                let mut host = Folders { base: &args.model, refiner: args.refiner.as_deref(), device: &device, progress: &mut TerminalProgress };
+                let run = generate_planned(&mut models, &plan, refined, buffer_limit, &params, noise, &device, &mut host);
+                let image = Image::new(folder::finished(run)?.into_data());
+                if models.peak_reserved() > 0 {
+                    eprintln!("GPU memory peak ({:?}): {} MiB reserved", args.memory, models.peak_reserved() >> 20);
+                }
+                image
+            }
         };
-        let parameters = parameters_text(&params, seed, refiner.is_some());
+        let parameters = parameters_text(&params, seed, refined);
         let png = encode_png(&image, &parameters)?;
         std::fs::write(&args.out, png).map_err(|e| Error::io(&args.out, e))?;
         eprintln!("wrote {}", args.out.display());

@@ -67,6 +67,11 @@ fn generates_with_the_demo_model_and_refiner() {
     let again = generate(&out, &["--seed", "42", "--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"]);
     assert!(again.status.success());
     assert_eq!(image(&out), pixels);
+    // One network at a time (sequential memory plan): the same image.
+    let refiner_args = ["--seed", "42", "--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"];
+    let sequential = generate(&out, &[&refiner_args[..], &["--memory", "sequential"]].concat());
+    assert!(sequential.status.success(), "{}", String::from_utf8_lossy(&sequential.stderr));
+    assert_eq!(image(&out), pixels);
     let other = generate(&out, &["--seed", "43", "--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"]);
     assert!(other.status.success());
     assert!(relative_l2(&image(&out), &pixels) > 1e-3);

@@ -82,7 +82,7 @@ fn check_case(base: &Base, refiner: Option<&Refiner>, case: &str, params: &Gener
     let mut progress = Recorder::default();
     let latents = Sdxl::new(base, refiner).denoise(params, noise(&expected, device), device, &mut progress).unwrap();
     let latent_error = relative_l2(&latents.clone().into_data(), &expected.read(final_latents).unwrap().unwrap());
-    let image = base.decode(latents);
+    let image = base.decode(latents).unwrap();
     let image_error = relative_l2(&image.pixels, &expected.read("image").unwrap().unwrap());
     println!("{case}: latents {latent_error:.2e}, image {image_error:.2e}");
     assert!(latent_error <= LATENT_TOLERANCE, "{case}: latents relative L2 {latent_error:.3e}");
@@ -199,7 +199,7 @@ fn refining_a_finished_image_matches_diffusers_img2img() {
     let mut progress = Recorder::default();
     let latents = Sdxl::new(&base, Some(&refiner)).refine_image(image.clone(), 0.3, &params, &mut draw, &device, &mut progress).unwrap();
     assert_eq!(progress.steps.len(), 3, "strength 0.3 of 10 steps runs 3");
-    let error = relative_l2(&base.decode(latents).pixels, &expected.read("image").unwrap().unwrap());
+    let error = relative_l2(&base.decode(latents).unwrap().pixels, &expected.read("image").unwrap().unwrap());
     println!("refiner_img2img_euler: image {error:.2e}");
     assert!(error <= IMAGE_TOLERANCE, "image relative L2 {error:.3e}");
 
@@ -214,7 +214,7 @@ fn refining_a_finished_image_matches_diffusers_img2img() {
 fn long_prompts_are_cut_or_chunked() {
     let device = Device::flex();
     let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
-    let encoders = [&base.text_encoder, &base.text_encoder_2];
+    let encoders = base.text_encoders().unwrap();
     let long = "a very detailed painting of a quiet harbour town at dawn, ".repeat(12);
     let mut warnings = Vec::new();
     let mut warn = |message: String| warnings.push(message);

@@ -7,7 +7,8 @@ use sdxl_web::models::vae::VaeConfig;
 use sdxl_web::pipeline::conditioning::LongPrompt;
 use sdxl_web::pipeline::{BufferLimit, GenerateParams, SizeRules};
 use sdxl_web::schedulers::SchedulerKind;
-use sdxl_web::web::protocol::Generate;
+use sdxl_web::pipeline::{MemoryBudget, Residency};
+use sdxl_web::web::protocol::{Generate, MemoryRequest};
 
 fn sdxl_vae() -> VaeConfig {
     serde_json::from_str(presets::VAE).unwrap()
@@ -160,4 +161,28 @@ fn defaults_round_trip_as_a_request() {
     request.insert("seed".into(), 5.into());
     let parsed = Generate::from_json(request.into()).unwrap();
     assert_eq!(serde_json::to_value(&parsed.params).unwrap(), defaults);
+}
+
+#[test]
+fn memory_requests_are_read_and_bad_ones_are_clear_errors() {
+    let read = |json: &str| MemoryRequest::from_json(serde_json::from_str(json).unwrap());
+    assert_eq!(read("{}").unwrap(), MemoryRequest { residency: None, budget: None });
+    assert_eq!(
+        read(r#"{"memory": "sequential", "budgetMiB": 2560.5}"#).unwrap(),
+        MemoryRequest {
+            residency: Some(Residency::Sequential),
+            budget: Some(MemoryBudget { bytes: 2560 << 20, text: "the GPU memory budget is 2560 MiB".into() }),
+        }
+    );
+    assert_eq!(read(r#"{"memory": "resident"}"#).unwrap().residency, Some(Residency::Resident));
+    for (json, message) in [
+        (r#"{"memory": "lazy"}"#, "input `memory`: `lazy` is not auto, resident or sequential"),
+        (r#"{"budgetMiB": 0}"#, "input `memory`: a budget of 0 MiB is not a number from 1 to 2^44"),
+        (r#"{"budgetMiB": -5}"#, "input `memory`: a budget of -5 MiB is not a number from 1 to 2^44"),
+        (r#"{"budgetMiB": "4096"}"#, "input `memory`: invalid type: string \"4096\", expected f64"),
+        (r#"{"budget": 1}"#, "input `memory`: unknown field `budget`, expected `memory` or `budgetMiB`"),
+        ("[]", "input `memory`: not an object"),
+    ] {
+        assert_eq!(read(json).err().expect(json).to_string(), message, "{json}");
+    }
 }

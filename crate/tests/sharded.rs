@@ -234,7 +234,7 @@ fn bundled_demo_model_verifies_and_matches() {
     let noise = Noise::given(Tensor::from_data(expected("noise"), &device), &device);
     let latents = Sdxl::new(&base, Some(&refiner)).denoise(&params, noise, &device, &mut Quiet).unwrap();
     let latent_error = relative_l2(&latents.clone().into_data(), &expected("latents"));
-    let error = relative_l2(&base.decode(latents).pixels, &expected("image"));
+    let error = relative_l2(&base.decode(latents).unwrap().pixels, &expected("image"));
     println!("demo base + refiner vs diffusers: latents {latent_error:.2e}, image {error:.2e} (bound {DEMO_BOUND:.0e})");
     assert!(latent_error <= DEMO_BOUND, "demo latents relative L2 {latent_error:.3e}");
     assert!(error <= DEMO_BOUND, "demo image relative L2 {error:.3e}");

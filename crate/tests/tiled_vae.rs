@@ -269,7 +269,7 @@ fn the_pipeline_decodes_in_tiles_when_a_whole_decode_exceeds_the_buffer_limit() 
     let limit = |bytes| BufferLimit { bytes, text: format!("the test allows {bytes} bytes") };
 
     let untiled = Sdxl::new(&base, None).with_buffer_limit(limit(whole)).decode(latents.clone()).unwrap();
-    assert_eq!(untiled.pixels, base.decode(latents.clone()).pixels);
+    assert_eq!(untiled.pixels, base.decode(latents.clone()).unwrap().pixels);
 
     let tiling = config.decode_tiling(width, height, whole - 1).unwrap().expect("tiles below a whole decode");
     assert!(tiling.tiles_decode(height / scale, width / scale));

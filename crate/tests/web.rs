@@ -6,6 +6,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use sdxl_web::error::Error;
 use sdxl_web::ops_check::run;
 use sdxl_web::relative_error::relative_l2;
+use sdxl_web::pipeline::Residency;
 use sdxl_web::pipeline::assembly::{Assembly, Role};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -69,7 +70,7 @@ async fn the_demo_refiner_loads_file_by_file_on_webgpu() {
     let device = webgpu().await;
     let manifest = include_bytes!("../../web/demo-model/refiner/manifest.json");
     let shard = include_bytes!("../../web/demo-model/refiner/unet-00000.bin");
-    let mut refiner = Assembly::new(manifest, "https://example.org/refiner", Role::Refiner, &device).unwrap();
+    let mut refiner = Assembly::new(manifest, "https://example.org/refiner", Role::Refiner, Residency::Resident, &device).unwrap();
     let needed: Vec<String> = refiner.needed().iter().map(|f| f.path.clone()).collect();
     assert_eq!(needed, ["unet-00000.bin"]);
     let mut corrupt = shard.to_vec();

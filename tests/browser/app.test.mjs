@@ -151,6 +151,64 @@ test('the image equals native sdxl generate; reload fetches no shard again; canc
   await context.close();
 });
 
+/** Generates with the page's form set by `params`; the page's image, once done. */
+async function pageImage(page, params) {
+  await setParams(page, params);
+  await page.click('#generate');
+  await waitFor(page, ['generating']);
+  const done = await waitFor(page, ['ready', 'failed', 'crashed'], 600_000);
+  assert.match(done.status, /^Done in/, JSON.stringify(done));
+  return page.evaluate(() => {
+    const { width, height, rgba, warnings, peakReserved } = window.sdxlApp.last;
+    return { width, height, rgba: Array.from(rgba), warnings, peakReserved, status: document.getElementById('status').textContent };
+  });
+}
+
+/** Page (8-bit) against native (f32) pixels: how many channel values differ, and by how much. */
+function compare(rgba, native, pixels) {
+  let differing = 0, worst = 0;
+  for (let i = 0; i < pixels; i++) {
+    for (let c = 0; c < 3; c++) {
+      const difference = Math.abs(rgba[4 * i + c] - Math.round(native.pixels[3 * i + c] * 255));
+      worst = Math.max(worst, difference);
+      if (difference) differing += 1;
+    }
+  }
+  return { worst, fraction: differing / (pixels * 3) };
+}
+
+test('one network at a time: the resident image, networks reloaded from the cache; a lowered buffer limit decodes in tiles as natively', async () => {
+  const { context, page } = await openApp('?memory=resident');
+  assert.equal((await waitFor(page, ['ready', 'failed', 'no-webgpu', 'crashed'])).state, 'ready');
+  assert.match((await state(page)).status, /every network loaded/);
+  const resident = await pageImage(page, { steps: 4, seed: 42 });
+
+  // The same browser profile (its cache): the sequential page downloads nothing, and each run
+  // loads every network again from the cache, never from the server.
+  const sequential = await openApp('?memory=sequential', context);
+  const ready = await waitFor(sequential.page, ['ready', 'failed', 'crashed']);
+  assert.equal(ready.state, 'ready', JSON.stringify(ready));
+  assert.match(ready.status, /one network at a time/);
+  const before = requests.length;
+  const image = await pageImage(sequential.page, { steps: 4, seed: 42 });
+  assert.deepEqual(requests.slice(before).map((r) => r.path), [], 'a sequential run fetched from the server');
+  assert.deepEqual(image.rgba, resident.rgba, 'sequential and resident images differ');
+  assert.ok(image.peakReserved > 0 && resident.peakReserved > 0, JSON.stringify([image.peakReserved, resident.peakReserved]));
+  console.log(`GPU memory peak (burn's pools, demo model): resident ${resident.peakReserved} B, sequential ${image.peakReserved} B`);
+
+  // A buffer limit below what a whole decode at 256² needs: the VAE decodes in tiles, and the
+  // image equals native `sdxl generate` with the same limit.
+  const tiled = await openApp('?memory=sequential&bufferLimitMiB=2', context);
+  assert.equal((await waitFor(tiled.page, ['ready', 'failed', 'crashed'])).state, 'ready');
+  const result = await pageImage(tiled.page, { steps: 2, seed: 9, width: 256, height: 256 });
+  assert.ok(result.warnings.some((w) => /decoded in \d+ overlapping tiles/.test(w)), JSON.stringify(result.warnings));
+  const native = nativeImage(['--prompt', 'a lighthouse on a cliff at dusk', '--steps', '2', '--seed', '9', '--width', '256', '--height', '256', '--buffer-limit-mib', '2']);
+  const { worst, fraction } = compare(result.rgba, native, 256 * 256);
+  console.log(`tiled page vs native: ${(fraction * 100).toFixed(3)}% of channel values differ (at most ${worst} level(s))`);
+  assert.ok(worst <= MAX_LEVEL_DIFFERENCE && fraction <= MAX_DIFFERING_FRACTION, `worst ${worst}, fraction ${fraction}`);
+  await context.close();
+});
+
 test('a corrupted shard on the server is refused with a clear message and not cached', async () => {
   hooks = { body: (path, bytes) => (path.endsWith('demo-model/base/unet-00000.bin') ? Buffer.concat([Buffer.from([bytes[0] ^ 0xff]), bytes.subarray(1)]) : bytes) };
   try {

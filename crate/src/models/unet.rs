@@ -393,7 +393,8 @@ impl UNet2DConditionModel {
     /// upsampler's output (one level up), and every transformer's GEGLU projection (twice its
     /// feed-forward width per token). So a pass over latents of `p` pixels at batch `b` holds no
     /// activation of more than `b · max over l of widths[l] · p / 4^l` values; attention scores
-    /// are bounded on their own (`attention::MAX_SCORE_BYTES`).
+    /// are bounded on their own (`attention::MAX_SCORE_BYTES`). Reads shapes only, so a module
+    /// whose weights are not loaded allocates nothing for it.
     pub fn widths_per_level(&self) -> Vec<u64> {
         let mut widths = Vec::new();
         let mut widen = |level: usize, width: usize| {
@@ -403,13 +404,13 @@ impl UNet2DConditionModel {
             widths[level] = widths[level].max(width as u64);
         };
         let resnet_widths = |resnets: &[ResnetBlock2D]| -> Vec<usize> {
-            resnets.iter().flat_map(|r| [r.conv1.channels_in, r.conv1.weight.dims()[0]]).collect()
+            resnets.iter().flat_map(|r| [r.conv1.channels_in, r.conv1.weight.lazy_shape()[0]]).collect()
         };
         let geglu_widths = |attentions: &[Transformer2DModel]| -> Vec<usize> {
-            attentions.iter().flat_map(|a| a.transformer_blocks.iter().map(|b| b.ff.net.0.proj.weight.dims()[1])).collect()
+            attentions.iter().flat_map(|a| a.transformer_blocks.iter().map(|b| b.ff.net.0.proj.weight.lazy_shape()[1])).collect()
         };
         let mut level = 0;
-        widen(0, self.conv_in.weight.dims()[0]);
+        widen(0, self.conv_in.weight.lazy_shape()[0]);
         for block in &self.down_blocks {
             for width in resnet_widths(&block.resnets).into_iter().chain(geglu_widths(&block.attentions)) {
                 widen(level, width);
@@ -425,7 +426,7 @@ impl UNet2DConditionModel {
             }
             for upsampler in &block.upsamplers {
                 level = level.saturating_sub(1);
-                widen(level, upsampler.conv.weight.dims()[0]);
+                widen(level, upsampler.conv.weight.lazy_shape()[0]);
             }
         }
         widths

@@ -6,9 +6,13 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use super::conditioning::TextEncoder;
+use super::memory_plan::Network;
 use super::parts::{self, BASE_PIPELINE, REFINER_PIPELINE, expect_pipeline};
-use super::sdxl::{Base, BaseParts, Refiner};
-use crate::error::Result;
+use super::sdxl::{Base, BaseParts, Loaded, Refiner, UNetShape};
+use super::generation::{Generation, Progress, Step};
+use super::text_to_image::RunHost;
+use crate::error::{Error, Result};
+use crate::models::unet::UNet2DConditionModel;
 use crate::weights::{ModelFolder, ModelSource};
 
 fn text_encoder(model: &impl ModelSource, tokenizer: &str, encoder: &str, device: &Device) -> Result<TextEncoder> {
@@ -20,16 +24,59 @@ fn text_encoder(model: &impl ModelSource, tokenizer: &str, encoder: &str, device
     })
 }
 
-/// The base model of a folder (see [`Base::from_folder`]).
-pub fn base(dir: &Path, device: &Device) -> Result<Base> {
+/// `network` of the model in `dir` (the refiner's folder for [`Network::RefinerUnet`]),
+/// loaded onto `device`.
+pub fn network(dir: &Path, network: Network, device: &Device) -> Result<Loaded> {
+    load(&ModelFolder::open(dir)?, network, device)
+}
+
+fn load(model: &ModelFolder, network: Network, device: &Device) -> Result<Loaded> {
+    Ok(match network {
+        Network::TextEncoders => Loaded::TextEncoders([
+            text_encoder(model, "tokenizer", "text_encoder", device)?,
+            text_encoder(model, "tokenizer_2", "text_encoder_2", device)?,
+        ]),
+        Network::Unet | Network::RefinerUnet => Loaded::Unet(parts::load(model, "unet", device)?.1),
+        Network::Vae => Loaded::Vae(parts::load(model, "vae", device)?.1),
+    })
+}
+
+/// The UNet's shape, its weights loaded when `loaded`, else read from its config alone.
+fn unet(model: &ModelFolder, loaded: bool, device: &Device) -> Result<(Option<UNet2DConditionModel>, UNetShape)> {
+    if loaded {
+        let unet = parts::load::<UNet2DConditionModel>(model, "unet", device)?.1;
+        let shape = UNetShape::of(&unet);
+        return Ok((Some(unet), shape));
+    }
+    // A module whose weights are never touched allocates nothing.
+    Ok((None, UNetShape::of(&parts::init::<UNet2DConditionModel>(model, "unet", device)?.1)))
+}
+
+/// The base model of a folder with the networks in `networks` loaded (see
+/// [`Base::from_folder`]); the others are checked as configs and loaded later.
+pub fn base(dir: &Path, networks: &[Network], device: &Device) -> Result<Base> {
     let model = ModelFolder::open(dir)?;
     let model = &model;
     expect_pipeline(model, BASE_PIPELINE, "base model")?;
+    let vae_config = parts::init::<crate::models::vae::AutoencoderKL>(model, "vae", device)?.0;
+    let take = |network: Network| -> Result<Option<Loaded>> {
+        networks.contains(&network).then(|| load(model, network, device)).transpose()
+    };
+    let vae = match take(Network::Vae)? {
+        Some(Loaded::Vae(vae)) => Some(vae),
+        _ => None,
+    };
+    let text_encoders = match take(Network::TextEncoders)? {
+        Some(Loaded::TextEncoders(encoders)) => Some(encoders),
+        _ => None,
+    };
+    let (unet, unet_shape) = unet(model, networks.contains(&Network::Unet), device)?;
     let parts = BaseParts {
-        vae: parts::load(model, "vae", device)?,
-        text_encoder: text_encoder(model, "tokenizer", "text_encoder", device)?,
-        text_encoder_2: text_encoder(model, "tokenizer_2", "text_encoder_2", device)?,
-        unet: parts::load(model, "unet", device)?.1,
+        text_encoders,
+        unet,
+        unet_shape,
+        vae,
+        vae_config,
         scheduler: parts::scheduler_config(
             &model.location().display().to_string(),
             model.folder_files("scheduler")?.get("scheduler_config.json").map(Vec::as_slice),
@@ -38,9 +85,51 @@ pub fn base(dir: &Path, device: &Device) -> Result<Base> {
     Ok(Base::from_parts(model, parts))
 }
 
-/// The refiner of a folder (see [`Refiner::from_folder`]).
-pub fn refiner(dir: &Path, device: &Device) -> Result<Refiner> {
+/// The refiner of a folder, its UNet loaded when `loaded` (see [`Refiner::from_folder`]).
+pub fn refiner(dir: &Path, loaded: bool, device: &Device) -> Result<Refiner> {
     let model = ModelFolder::open(dir)?;
     expect_pipeline(&model, REFINER_PIPELINE, "refiner")?;
-    Ok(Refiner::from_parts(&model, parts::load(&model, "unet", device)?.1))
+    let (unet, shape) = unet(&model, loaded, device)?;
+    Ok(Refiner::from_parts(&model, unet, shape))
+}
+
+/// A run's host natively ([`RunHost`]): released networks load from their folders, steps go to
+/// `progress`; nothing waits.
+pub struct Folders<'a> {
+    pub base: &'a Path,
+    /// Required when the run refines.
+    pub refiner: Option<&'a Path>,
+    pub device: &'a Device,
+    pub progress: &'a mut dyn Progress,
+}
+
+impl RunHost for Folders<'_> {
+    async fn load(&mut self, which: Network) -> Result<Loaded> {
+        let dir = match which {
+            Network::RefinerUnet => self.refiner.ok_or(Error::NotLoaded(which.describe()))?,
+            _ => self.base,
+        };
+        network(dir, which, self.device)
+    }
+
+    async fn step(&mut self, step: Step) -> Result<()> {
+        Generation::report(step, self.progress)
+    }
+
+    fn warn(&mut self, message: String) {
+        self.progress.warn(message);
+    }
+}
+
+/// The output of a future whose awaits never wait (a native host's: [`Folders`]), polled on
+/// this thread: `finished(generate_planned(..))` natively.
+pub fn finished<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
 }

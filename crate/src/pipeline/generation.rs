@@ -75,9 +75,9 @@ impl<'a> Noise<'a> {
     }
 }
 
-/// One network's share of the denoising loop.
-pub(super) struct Denoise<'a> {
-    unet: &'a UNet2DConditionModel,
+/// One network's share of the denoising loop: its conditioning (the network itself is passed
+/// to each step, so a memory plan may load it only for its phase).
+pub(super) struct Denoise {
     /// The UNet's conditioning, batched once per run: [negative, positive] under classifier-free
     /// guidance, as diffusers concatenates it, else the positive alone.
     context: Tensor<3>,
@@ -90,11 +90,9 @@ pub(super) struct Denoise<'a> {
     stage: Stage,
 }
 
-impl<'a> Denoise<'a> {
+impl Denoise {
     /// `negative` is present when classifier-free guidance is on.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        unet: &'a UNet2DConditionModel,
         positive: PromptEmbeds,
         negative: Option<PromptEmbeds>,
         time_ids: &[f32],
@@ -113,13 +111,14 @@ impl<'a> Denoise<'a> {
             ),
             None => (positive.context, positive.pooled, ids(time_ids)),
         };
-        Self { unet, context, pooled, time_ids, guided, guidance, stage }
+        Self { context, pooled, time_ids, guided, guidance, stage }
     }
 
     /// One step of the schedule: the UNet on the (doubled, under guidance) latents, guidance,
     /// the scheduler's update.
     fn step(
         &self,
+        unet: &UNet2DConditionModel,
         scheduler: &mut dyn Scheduler,
         latents: Tensor<4>,
         step: usize,
@@ -131,7 +130,7 @@ impl<'a> Denoise<'a> {
         let input = scheduler.scale_model_input(latents.clone(), step);
         let input = if self.guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
         let timestep = Tensor::<1>::from_floats(vec![t; batch].as_slice(), device);
-        let prediction = self.unet.forward(input, timestep, self.context.clone(), self.pooled.clone(), self.time_ids.clone());
+        let prediction = unet.forward(input, timestep, self.context.clone(), self.pooled.clone(), self.time_ids.clone());
         let prediction = if self.guided {
             let [uncond, text] = prediction.chunk(2, 0).try_into().expect("two halves");
             uncond.clone() + (text - uncond) * self.guidance
@@ -143,8 +142,8 @@ impl<'a> Denoise<'a> {
 }
 
 /// One network's share of a run: its steps of the schedule, on its own scheduler.
-pub(super) struct Phase<'a> {
-    pub denoise: Denoise<'a>,
+pub(super) struct Phase {
+    pub denoise: Denoise,
     pub scheduler: Box<dyn Scheduler>,
     pub steps: std::ops::Range<usize>,
 }
@@ -160,9 +159,11 @@ pub struct Step {
 }
 
 /// A run taken one step at a time, so a caller can show progress, read previews back
-/// asynchronously (the browser) or stop between steps. Dropping it frees what it holds.
+/// asynchronously (the browser), stop between steps, or load each stage's UNet only for its
+/// steps ([`Sdxl::step`](super::Sdxl::step) passes the right one). Dropping it frees what it
+/// holds.
 pub struct Generation<'a> {
-    phases: std::collections::VecDeque<Phase<'a>>,
+    phases: std::collections::VecDeque<Phase>,
     latents: Tensor<4>,
     draw: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
     device: Device,
@@ -172,7 +173,7 @@ pub struct Generation<'a> {
 
 impl<'a> Generation<'a> {
     pub(super) fn new(
-        phases: Vec<Phase<'a>>,
+        phases: Vec<Phase>,
         latents: Tensor<4>,
         draw: Box<dyn FnMut([usize; 4]) -> Tensor<4> + 'a>,
         device: &Device,
@@ -181,29 +182,34 @@ impl<'a> Generation<'a> {
         Self { phases: phases.into(), latents, draw, device: device.clone(), done: 0, total }
     }
 
-    /// Takes the next step; `None` when the schedule is done.
-    pub fn step(&mut self) -> Option<Step> {
+    /// The network the next step runs: `None` when the schedule is done.
+    pub fn next_stage(&mut self) -> Option<Stage> {
         while self.phases.front().is_some_and(|phase| phase.steps.is_empty()) {
             self.phases.pop_front();
         }
+        self.phases.front().map(|phase| phase.denoise.stage)
+    }
+
+    /// Takes the next step with `unet`, the UNet of [`Self::next_stage`]; `None` when the
+    /// schedule is done.
+    pub fn step(&mut self, unet: &UNet2DConditionModel) -> Option<Step> {
+        self.next_stage()?;
         let phase = self.phases.front_mut()?;
         let step = phase.steps.next().expect("a phase with steps left");
-        let out = phase.denoise.step(phase.scheduler.as_mut(), self.latents.clone(), step, &mut *self.draw, &self.device);
+        let out = phase.denoise.step(unet, phase.scheduler.as_mut(), self.latents.clone(), step, &mut *self.draw, &self.device);
         self.latents = out.prev_sample;
         self.done += 1;
         Some(Step { stage: phase.denoise.stage, index: self.done, total: self.total, denoised: out.pred_original_sample })
     }
 
-    /// Steps to the end, reporting each step (with a preview when asked for); stops with
-    /// [`Error::Cancelled`] when `progress` says so.
-    pub fn run(mut self, progress: &mut dyn Progress) -> Result<Tensor<4>> {
-        while let Some(step) = self.step() {
-            let preview = progress.wants_preview().then(|| latent_preview(step.denoised.narrow(0, 0, 1).into_data()));
-            if progress.step(step.stage, step.index, step.total, preview).is_break() {
-                return Err(Error::Cancelled);
-            }
+    /// Reports a finished step to `progress` (with a preview when asked for): `Err(Cancelled)`
+    /// when it says stop.
+    pub fn report(step: Step, progress: &mut dyn Progress) -> Result<()> {
+        let preview = progress.wants_preview().then(|| latent_preview(step.denoised.narrow(0, 0, 1).into_data()));
+        match progress.step(step.stage, step.index, step.total, preview) {
+            ControlFlow::Break(()) => Err(Error::Cancelled),
+            ControlFlow::Continue(()) => Ok(()),
         }
-        Ok(self.latents)
     }
 
     /// The current latents: the final ones once [`Self::step`] returned `None`.

@@ -49,8 +49,8 @@ impl Sdxl<'_> {
         }
         let pixels = image.permute([2, 0, 1]).unsqueeze::<4>() * 2.0 - 1.0;
         let (mean, std) = match self.encode_tiling(width, height)? {
-            Some(tiling) => base.vae.encode_distribution_with_tiling(pixels, &tiling)?,
-            None => base.vae.encode_distribution(pixels),
+            Some(tiling) => base.vae()?.encode_distribution_with_tiling(pixels, &tiling)?,
+            None => base.vae()?.encode_distribution(pixels),
         };
         let posterior = draw(mean.dims());
         let clean = (mean + std * posterior) * base.vae_config.scaling_factor;
@@ -59,6 +59,6 @@ impl Sdxl<'_> {
 
         let denoise = self.refiner_denoise(refiner, params, (height, width), device, &mut |w| progress.warn(w))?;
         let phases = vec![Phase { denoise, scheduler, steps: first..steps }];
-        Generation::new(phases, latents, Box::new(draw), device).run(progress)
+        self.run(Generation::new(phases, latents, Box::new(draw), device), progress)
     }
 }

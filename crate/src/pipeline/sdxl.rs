@@ -6,7 +6,8 @@
 use burn::tensor::{Device, Tensor};
 
 use super::conditioning::{PromptEmbeds, TextEncoder, encode_prompt, refiner_time_ids, windows_needed};
-use super::generation::{Denoise, Stage};
+use super::generation::{Denoise, Generation, Progress, Stage, Step};
+use super::memory_plan::{MemoryPlan, Network};
 use super::image::Image;
 use super::params::{BufferLimit, GenerateParams, SizeRules};
 use crate::error::{Error, Result};
@@ -16,33 +17,59 @@ use crate::models::vae_tiling::VaeTiling;
 use crate::schedulers::SchedulerConfig;
 use crate::weights::ModelSource;
 
-/// The base model: both text encoders, the UNet, the VAE and the scheduler settings.
+/// The base model: both text encoders, the UNet, the VAE and the scheduler settings. A
+/// network may be released and loaded again ([`super::memory_plan`]); what the pipeline needs to
+/// know of a released one (its sizes) stays.
 pub struct Base {
-    pub text_encoder: TextEncoder,
-    pub text_encoder_2: TextEncoder,
-    pub unet: UNet2DConditionModel,
-    pub vae: AutoencoderKL,
+    text_encoders: Option<[TextEncoder; 2]>,
+    unet: Option<UNet2DConditionModel>,
+    vae: Option<AutoencoderKL>,
     pub scheduler: SchedulerConfig,
     /// The VAE's shape, latent scaling factor and pixels per latent side (8 for SDXL).
     pub vae_config: VaeConfig,
     /// `model_index.json`'s `force_zeros_for_empty_prompt` (true for SDXL base).
     pub force_zeros_for_empty_prompt: bool,
+    unet_shape: UNetShape,
 }
 
 /// The refiner's own parts. It shares text encoder 2 and the VAE with the base, as the SDXL
 /// model card's ensemble-of-experts example does.
 pub struct Refiner {
-    pub unet: UNet2DConditionModel,
+    unet: Option<UNet2DConditionModel>,
     /// `force_zeros_for_empty_prompt` of the refiner's `model_index.json` (false for SDXL).
     pub force_zeros_for_empty_prompt: bool,
+    unet_shape: UNetShape,
 }
 
-/// The base's networks, however they were loaded.
+/// What the size rules need of a UNet, kept while it is released.
+#[derive(Clone, Debug)]
+pub struct UNetShape {
+    downsamplings: usize,
+    widths: Vec<u64>,
+}
+
+impl UNetShape {
+    /// Reads shapes only: `unet` may be a module whose weights were never loaded.
+    pub fn of(unet: &UNet2DConditionModel) -> Self {
+        Self { downsamplings: unet.downsamplings(), widths: unet.widths_per_level() }
+    }
+}
+
+/// A network loaded for a [`Network`] slot.
+#[allow(clippy::large_enum_variant)] // moved once per load
+pub enum Loaded {
+    TextEncoders([TextEncoder; 2]),
+    Unet(UNet2DConditionModel),
+    Vae(AutoencoderKL),
+}
+
+/// The base's networks, however they were loaded; those not loaded (`None`) are loaded later.
 pub struct BaseParts {
-    pub text_encoder: TextEncoder,
-    pub text_encoder_2: TextEncoder,
-    pub unet: UNet2DConditionModel,
-    pub vae: (VaeConfig, AutoencoderKL),
+    pub text_encoders: Option<[TextEncoder; 2]>,
+    pub unet: Option<UNet2DConditionModel>,
+    pub unet_shape: UNetShape,
+    pub vae: Option<AutoencoderKL>,
+    pub vae_config: VaeConfig,
     pub scheduler: SchedulerConfig,
 }
 
@@ -50,25 +77,42 @@ fn force_zeros_for_empty_prompt(model: &impl ModelSource, default: bool) -> bool
     model.model_index().get("force_zeros_for_empty_prompt").and_then(|value| value.as_bool()).unwrap_or(default)
 }
 
+fn loaded<T>(slot: &Option<T>, network: Network) -> Result<&T> {
+    slot.as_ref().ok_or(Error::NotLoaded(network.describe()))
+}
+
 impl Base {
     /// The base of `model` (whose pipeline class the caller checked) from its parts.
     pub fn from_parts(model: &impl ModelSource, parts: BaseParts) -> Self {
-        let (vae_config, vae) = parts.vae;
         Base {
-            text_encoder: parts.text_encoder,
-            text_encoder_2: parts.text_encoder_2,
+            text_encoders: parts.text_encoders,
             unet: parts.unet,
-            vae,
+            vae: parts.vae,
             scheduler: parts.scheduler,
-            vae_config,
+            vae_config: parts.vae_config,
             force_zeros_for_empty_prompt: force_zeros_for_empty_prompt(model, true),
+            unet_shape: parts.unet_shape,
         }
     }
 
-    /// The base model of a folder (native): diffusers' or converted.
+    /// The base model of a folder (native): diffusers' or converted, every network loaded.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_folder(dir: &std::path::Path, device: &Device) -> Result<Self> {
-        super::folder::base(dir, device)
+        super::folder::base(dir, &[Network::TextEncoders, Network::Unet, Network::Vae], device)
+    }
+
+    /// Both text encoders, `[text_encoder, text_encoder_2]`.
+    pub fn text_encoders(&self) -> Result<[&TextEncoder; 2]> {
+        let [one, two] = loaded(&self.text_encoders, Network::TextEncoders)?;
+        Ok([one, two])
+    }
+
+    pub fn unet(&self) -> Result<&UNet2DConditionModel> {
+        loaded(&self.unet, Network::Unet)
+    }
+
+    pub fn vae(&self) -> Result<&AutoencoderKL> {
+        loaded(&self.vae, Network::Vae)
     }
 
     /// The initial noise's shape for an image of the requested size.
@@ -79,24 +123,25 @@ impl Base {
     /// What sizes this model can generate, within `buffer_limit` when given.
     pub fn size_rules(&self, buffer_limit: Option<BufferLimit>) -> SizeRules {
         SizeRules {
-            multiple: self.vae_config.scale_factor() << self.unet.downsamplings(),
+            multiple: self.vae_config.scale_factor() << self.unet_shape.downsamplings,
             vae: self.vae_config.clone(),
-            unet_widths: self.unet.widths_per_level(),
+            unet_widths: self.unet_shape.widths.clone(),
             buffer_limit,
         }
     }
 
     /// Latents → image [H, W, 3] in 0..1, decoded whole.
-    pub fn decode(&self, latents: Tensor<4>) -> Image {
-        Image::new(to_pixels(self.vae.decode(latents / self.vae_config.scaling_factor)).into_data())
+    pub fn decode(&self, latents: Tensor<4>) -> Result<Image> {
+        Ok(Image::new(self.decode_pixels(latents, None)?.into_data()))
     }
 
     /// Latents → pixels [H, W, 3] in 0..1, decoded whole, or in `tiling`'s tiles when given, left
     /// on the device (the browser reads them back asynchronously).
     pub fn decode_pixels(&self, latents: Tensor<4>, tiling: Option<&VaeTiling>) -> Result<Tensor<3>> {
+        let vae = self.vae()?;
         let image = match tiling {
-            Some(tiling) => self.vae.decode_with_tiling(latents / self.vae_config.scaling_factor, tiling)?,
-            None => self.vae.decode(latents / self.vae_config.scaling_factor),
+            Some(tiling) => vae.decode_with_tiling(latents / self.vae_config.scaling_factor, tiling)?,
+            None => vae.decode(latents / self.vae_config.scaling_factor),
         };
         Ok(to_pixels(image))
     }
@@ -109,15 +154,107 @@ fn to_pixels(image: Tensor<4>) -> Tensor<3> {
 }
 
 impl Refiner {
-    /// The refiner of `model` (whose pipeline class the caller checked) from its UNet.
-    pub fn from_parts(model: &impl ModelSource, unet: UNet2DConditionModel) -> Self {
-        Refiner { unet, force_zeros_for_empty_prompt: force_zeros_for_empty_prompt(model, false) }
+    /// The refiner of `model` (whose pipeline class the caller checked) from its UNet, loaded
+    /// or (`None`) to be loaded later.
+    pub fn from_parts(model: &impl ModelSource, unet: Option<UNet2DConditionModel>, unet_shape: UNetShape) -> Self {
+        Refiner { unet, force_zeros_for_empty_prompt: force_zeros_for_empty_prompt(model, false), unet_shape }
     }
 
-    /// The refiner of a folder (native): diffusers' or converted.
+    /// The refiner of a folder (native): diffusers' or converted, its UNet loaded.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_folder(dir: &std::path::Path, device: &Device) -> Result<Self> {
-        super::folder::refiner(dir, device)
+        super::folder::refiner(dir, true, device)
+    }
+
+    pub fn unet(&self) -> Result<&UNet2DConditionModel> {
+        loaded(&self.unet, Network::RefinerUnet)
+    }
+}
+
+/// A base model and its refiner whose networks come and go as a [`MemoryPlan`] says.
+pub struct Models {
+    pub base: Base,
+    pub refiner: Option<Refiner>,
+    /// The most device memory seen reserved, sampled before each release and after a run.
+    peak_reserved: u64,
+}
+
+impl Models {
+    pub fn new(base: Base, refiner: Option<Refiner>) -> Self {
+        Self { base, refiner, peak_reserved: 0 }
+    }
+
+    /// Notes the device's reserved memory (burn's pools only grow between cleanups, so a sample
+    /// at the end of a phase is that phase's peak).
+    pub fn sample_memory(&mut self, device: &Device) {
+        if let Some(usage) = device.memory_pool_usage() {
+            self.peak_reserved = self.peak_reserved.max(usage.bytes_reserved);
+        }
+    }
+
+    /// The most device memory seen reserved (0 where the backend does not report it).
+    pub fn peak_reserved(&self) -> u64 {
+        self.peak_reserved
+    }
+
+    /// The model's networks (the refiner's UNet where there is a refiner).
+    pub fn networks(&self) -> Vec<Network> {
+        Network::phases(self.refiner.is_some())
+    }
+
+    /// Whether `network` is on the device.
+    pub fn holds(&self, network: Network) -> bool {
+        match network {
+            Network::TextEncoders => self.base.text_encoders.is_some(),
+            Network::Unet => self.base.unet.is_some(),
+            Network::RefinerUnet => self.refiner.as_ref().is_some_and(|refiner| refiner.unet.is_some()),
+            Network::Vae => self.base.vae.is_some(),
+        }
+    }
+
+    /// Frees `network`'s weights (a no-op when it is not loaded).
+    pub fn release(&mut self, network: Network) {
+        match network {
+            Network::TextEncoders => drop(self.base.text_encoders.take()),
+            Network::Unet => drop(self.base.unet.take()),
+            Network::RefinerUnet => drop(self.refiner.as_mut().and_then(|refiner| refiner.unet.take())),
+            Network::Vae => drop(self.base.vae.take()),
+        }
+    }
+
+    /// Puts a loaded network in `network`'s place.
+    pub fn hold(&mut self, network: Network, loaded: Loaded) -> Result<()> {
+        match (network, loaded) {
+            (Network::TextEncoders, Loaded::TextEncoders(encoders)) => self.base.text_encoders = Some(encoders),
+            (Network::Unet, Loaded::Unet(unet)) => self.base.unet = Some(unet),
+            (Network::RefinerUnet, Loaded::Unet(unet)) => match &mut self.refiner {
+                Some(refiner) => refiner.unet = Some(unet),
+                None => return Err(Error::Unsupported("a refiner's UNet for a pipeline without a refiner".into())),
+            },
+            (Network::Vae, Loaded::Vae(vae)) => self.base.vae = Some(vae),
+            (network, _) => return Err(Error::Unsupported(format!("a network of another kind for {}", network.describe()))),
+        }
+        Ok(())
+    }
+
+    /// Releases what `plan` does not keep for a phase running `network` and returns whether
+    /// `network` itself must be loaded; the freed memory goes back to the device.
+    pub fn release_for(&mut self, plan: &MemoryPlan, network: Network, device: &Device) -> bool {
+        self.sample_memory(device);
+        let keep = plan.keep(network, &self.networks());
+        let released: Vec<Network> = self.networks().into_iter().filter(|n| !keep.contains(n) && self.holds(*n)).collect();
+        for &other in &released {
+            self.release(other);
+        }
+        if !released.is_empty() {
+            device.memory_cleanup();
+        }
+        !self.holds(network)
+    }
+
+    /// The pipeline over these models, with the refiner when `refined`, within `limit`.
+    pub fn sdxl(&self, refined: bool, limit: Option<BufferLimit>) -> Sdxl<'_> {
+        Sdxl { base: &self.base, refiner: self.refiner.as_ref().filter(|_| refined), buffer_limit: limit }
     }
 }
 
@@ -148,8 +285,8 @@ impl<'a> Sdxl<'a> {
     pub fn size_rules(&self) -> SizeRules {
         let mut rules = self.base.size_rules(self.buffer_limit.clone());
         if let Some(refiner) = self.refiner {
-            rules.multiple = rules.multiple.max(self.base.vae_config.scale_factor() << refiner.unet.downsamplings());
-            for (level, width) in refiner.unet.widths_per_level().into_iter().enumerate() {
+            rules.multiple = rules.multiple.max(self.base.vae_config.scale_factor() << refiner.unet_shape.downsamplings);
+            for (level, &width) in refiner.unet_shape.widths.iter().enumerate() {
                 match rules.unet_widths.get_mut(level) {
                     Some(widest) => *widest = (*widest).max(width),
                     None => rules.unet_widths.push(width),
@@ -159,8 +296,9 @@ impl<'a> Sdxl<'a> {
         rules
     }
 
-    /// The one validation of a run's parameters, before anything runs; warnings go to `warn`.
-    pub(super) fn check(&self, params: &GenerateParams, warn: &mut dyn FnMut(String)) -> Result<()> {
+    /// The one validation of a run's parameters, before anything runs or loads; warnings go to
+    /// `warn`.
+    pub fn check(&self, params: &GenerateParams, warn: &mut dyn FnMut(String)) -> Result<()> {
         for warning in params.validate(&self.size_rules())? {
             warn(warning);
         }
@@ -210,19 +348,43 @@ impl<'a> Sdxl<'a> {
         self.base.decode_pixels(latents, tiling.as_ref())
     }
 
+    /// The UNet of `stage`.
+    fn unet_of(&self, stage: Stage) -> Result<&'a UNet2DConditionModel> {
+        match (stage, self.refiner) {
+            (Stage::Base, _) => self.base.unet(),
+            (Stage::Refiner, Some(refiner)) => refiner.unet(),
+            (Stage::Refiner, None) => Err(Error::NotLoaded(Network::RefinerUnet.describe())),
+        }
+    }
+
+    /// Takes `generation`'s next step with its stage's UNet; `None` when it is done.
+    pub fn step(&self, generation: &mut Generation) -> Result<Option<Step>> {
+        let Some(stage) = generation.next_stage() else { return Ok(None) };
+        Ok(generation.step(self.unet_of(stage)?))
+    }
+
+    /// Steps to the end, reporting each step; stops with [`Error::Cancelled`] when `progress`
+    /// says so. Returns the final latents.
+    pub fn run(&self, mut generation: Generation, progress: &mut dyn Progress) -> Result<Tensor<4>> {
+        while let Some(step) = self.step(&mut generation)? {
+            Generation::report(step, progress)?;
+        }
+        Ok(generation.latents())
+    }
+
     /// The refiner's share of a run: text encoder 2 alone, aesthetic-score time ids.
     pub(super) fn refiner_denoise(
         &self,
-        refiner: &'a Refiner,
+        refiner: &Refiner,
         params: &GenerateParams,
         size: (usize, usize),
         device: &Device,
         warn: &mut dyn FnMut(String),
-    ) -> Result<Denoise<'a>> {
+    ) -> Result<Denoise> {
+        let [_, text_encoder_2] = self.base.text_encoders()?;
         let (positive, negative) =
-            self.conditioning(&[&self.base.text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, warn)?;
+            self.conditioning(&[text_encoder_2], params, refiner.force_zeros_for_empty_prompt, device, warn)?;
         Ok(Denoise::new(
-            &refiner.unet,
             positive,
             negative,
             &refiner_time_ids(size, (0, 0), params.aesthetic_score),

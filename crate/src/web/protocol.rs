@@ -9,7 +9,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
-use crate::pipeline::GenerateParams;
+use crate::pipeline::{GenerateParams, MemoryBudget, Residency};
 
 /// A generation request: the parameters, and what only the browser asks for.
 #[derive(Debug)]
@@ -43,6 +43,54 @@ fn seed<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<u64, 
         _ => None,
     };
     seed.ok_or_else(|| D::Error::custom(format!("seed {value} is not a whole number from 0 to {}", u64::MAX)))
+}
+
+/// How the page asks for a memory plan: `{ memory: "auto" | "resident" | "sequential",
+/// budgetMiB?: number }` (auto: every network resident where that fits the budget, else one at
+/// a time; the budget is what the user allows the GPU, WebGPU does not tell).
+#[derive(Debug, PartialEq)]
+pub struct MemoryRequest {
+    /// `None`: auto.
+    pub residency: Option<Residency>,
+    pub budget: Option<MemoryBudget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MemoryFields {
+    #[serde(default = "auto")]
+    memory: String,
+    #[serde(default, rename = "budgetMiB")]
+    budget_mib: Option<f64>,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+impl MemoryRequest {
+    pub fn from_json(request: serde_json::Value) -> Result<Self> {
+        let invalid = |message: String| Error::Input { name: "memory".into(), message };
+        if !request.is_object() {
+            return Err(invalid("not an object".into()));
+        }
+        let fields: MemoryFields = serde_json::from_value(request).map_err(|e| invalid(e.to_string()))?;
+        let residency = match fields.memory.as_str() {
+            "auto" => None,
+            "resident" => Some(Residency::Resident),
+            "sequential" => Some(Residency::Sequential),
+            other => return Err(invalid(format!("`{other}` is not auto, resident or sequential"))),
+        };
+        let budget = match fields.budget_mib {
+            None => None,
+            Some(mib) if mib.is_finite() && mib >= 1.0 && mib <= (1u64 << 44) as f64 => {
+                let mib = mib.floor() as u64;
+                Some(MemoryBudget { bytes: mib << 20, text: format!("the GPU memory budget is {mib} MiB") })
+            }
+            Some(mib) => return Err(invalid(format!("a budget of {mib} MiB is not a number from 1 to 2^44"))),
+        };
+        Ok(Self { residency, budget })
+    }
 }
 
 impl Generate {

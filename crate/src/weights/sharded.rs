@@ -21,6 +21,7 @@ use super::quant;
 use super::source::ModelSource;
 use crate::error::{Error, Result, TensorProblem};
 
+#[derive(Clone)]
 pub struct ShardedModel {
     /// The folder holding the manifest, or (browser) the URL it came from.
     root: PathBuf,

@@ -5,9 +5,11 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use burn::tensor::TensorData;
+use burn::tensor::{Device, TensorData};
+use sdxl_web::error::Result;
+use sdxl_web::pipeline::folder::finished;
 use sdxl_web::pipeline::preview::Preview;
-use sdxl_web::pipeline::{Progress, Stage};
+use sdxl_web::pipeline::{BufferLimit, GenerateParams, Image, MemoryPlan, Models, Noise, Progress, RunHost, Stage, generate_planned};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
@@ -62,4 +64,19 @@ pub fn assert_mentions(message: &str, parts: &[&str]) {
     for part in parts {
         assert!(message.contains(part), "`{part}` not in: {message}");
     }
+}
+
+/// A run under a memory plan natively (`generate_planned`): the image read back.
+#[allow(clippy::too_many_arguments)]
+pub fn planned(
+    models: &mut Models,
+    plan: &MemoryPlan,
+    refined: bool,
+    limit: Option<BufferLimit>,
+    params: &GenerateParams,
+    noise: Noise,
+    device: &Device,
+    host: &mut impl RunHost,
+) -> Result<Image> {
+    Ok(Image::new(finished(generate_planned(models, plan, refined, limit, params, noise, device, host))?.into_data()))
 }

@@ -1,0 +1,194 @@
+//! The memory plan: sequential and resident runs give the same image bit for bit, releasing and
+//! reloading a network leaves no GPU memory behind, and a budget too small for any mode is a
+//! clear error before anything loads. On the demo model (converted, q8) with wgpu (lavapipe),
+//! whose memory pools report their usage.
+#![cfg(not(target_arch = "wasm32"))] // models come from the file system
+
+mod common;
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, DeviceKind};
+use sdxl_web::error::{Kind, Result};
+use sdxl_web::pipeline::folder::{self, Folders};
+use common::{Quiet, planned};
+use sdxl_web::pipeline::{
+    GenerateParams, Image, Loaded, MemoryBudget, MemoryPlan, Models, Network, NetworkBytes, Noise, Residency, RunHost, Step,
+};
+
+fn demo(model: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../web/demo-model").join(model)
+}
+
+/// The wgpu device, one test at a time: the memory figures are the device's.
+fn wgpu() -> (Device, std::sync::MutexGuard<'static, ()>) {
+    static DEVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    (Device::wgpu(DeviceKind::DefaultDevice), guard)
+}
+
+const EVERY_BASE_NETWORK: [Network; 3] = [Network::TextEncoders, Network::Unet, Network::Vae];
+
+/// Loads from the folders, noting what loaded.
+struct Logged<'a, 'f> {
+    folders: &'a mut Folders<'f>,
+    loads: Vec<Network>,
+}
+
+impl RunHost for Logged<'_, '_> {
+    async fn load(&mut self, network: Network) -> Result<Loaded> {
+        self.loads.push(network);
+        self.folders.load(network).await
+    }
+
+    async fn step(&mut self, step: Step) -> Result<()> {
+        self.folders.step(step).await
+    }
+
+    fn warn(&mut self, message: String) {
+        self.folders.warn(message);
+    }
+}
+
+fn params() -> GenerateParams {
+    let mut params = GenerateParams::new("a lighthouse at dusk");
+    (params.steps, params.width, params.height, params.refiner_start) = (4, 64, 64, 0.5);
+    params
+}
+
+fn plan(residency: Residency) -> MemoryPlan {
+    MemoryPlan::choose(&NetworkBytes::default(), 0, Some(residency), None).unwrap()
+}
+
+/// A base + refiner run under `plan`, the networks loaded first as `loaded_first`; returns the
+/// image and the networks loaded during the run, in order.
+fn run(residency: Residency, device: &Device) -> (Image, Vec<Network>, Models) {
+    let (base, refiner) = (demo("base"), demo("refiner"));
+    let resident = residency == Residency::Resident;
+    let loaded_first: &[Network] = if resident { &EVERY_BASE_NETWORK } else { &[] };
+    let mut models = Models::new(
+        folder::base(&base, loaded_first, device).unwrap(),
+        Some(folder::refiner(&refiner, resident, device).unwrap()),
+    );
+    let mut folders = Folders { base: &base, refiner: Some(&refiner), device, progress: &mut Quiet };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new() };
+    let noise = Noise::from_seed(42, device);
+    let image = planned(&mut models, &plan(residency), true, None, &params(), noise, device, &mut host).unwrap();
+    let loads = host.loads;
+    (image, loads, models)
+}
+
+#[test]
+fn sequential_and_resident_runs_give_the_same_image() {
+    let (device, _only) = wgpu();
+    let (resident, resident_loads, models) = run(Residency::Resident, &device);
+    assert_eq!(resident_loads, []);
+    assert!(models.networks().iter().all(|&network| models.holds(network)));
+    drop(models);
+
+    let (sequential, sequential_loads, models) = run(Residency::Sequential, &device);
+    assert_eq!(sequential_loads, [Network::TextEncoders, Network::Unet, Network::RefinerUnet, Network::Vae]);
+    // Each phase released the one before: only the VAE is left.
+    let held: Vec<Network> = models.networks().into_iter().filter(|&network| models.holds(network)).collect();
+    assert_eq!(held, [Network::Vae]);
+    assert_eq!(sequential.pixels, resident.pixels);
+    assert!(models.peak_reserved() > 0, "wgpu reports its pools");
+}
+
+#[test]
+fn a_released_network_leaves_no_memory_behind() {
+    let (device, _only) = wgpu();
+    let in_use = || {
+        device.sync().unwrap();
+        device.memory_pool_usage().expect("wgpu reports its pools").bytes_in_use
+    };
+    let before = in_use();
+    let base = folder::base(&demo("base"), &EVERY_BASE_NETWORK, &device).unwrap();
+    let mut models = Models::new(base, None);
+    let loaded = in_use();
+    assert!(loaded > before, "{loaded} bytes in use after loading, {before} before");
+
+    let mut levels = Vec::new();
+    for network in EVERY_BASE_NETWORK {
+        models.release(network);
+        assert!(!models.holds(network));
+        let released = in_use();
+        models.hold(network, folder::network(&demo("base"), network, &device).unwrap()).unwrap();
+        assert_eq!(in_use(), loaded, "{network:?} reloaded");
+        levels.push(released);
+    }
+    // Each network took memory of its own, all of which its release gave back.
+    assert!(levels.iter().all(|&level| level < loaded), "{levels:?} vs {loaded}");
+    for network in EVERY_BASE_NETWORK {
+        models.release(network);
+    }
+    assert_eq!(in_use(), before);
+    drop(models);
+    assert_eq!(in_use(), before);
+}
+
+#[test]
+fn a_released_network_is_an_error_not_a_panic() {
+    let device = Device::flex();
+    let mut models = Models::new(folder::base(&demo("base"), &[Network::TextEncoders], &device).unwrap(), None);
+    let noise = Noise::from_seed(1, &device);
+    let error = models.sdxl(false, None).generate(&params(), noise, &device, &mut Quiet).err().expect("the UNet was never loaded");
+    assert_eq!(error.kind(), Kind::Input);
+    assert_eq!(error.to_string(), "the base UNet is not loaded (the memory plan released it)");
+    // A bad size is refused before anything loads.
+    let mut bad = params();
+    bad.width = 65;
+    let base = demo("base");
+    let mut folders = Folders { base: &base, refiner: None, device: &device, progress: &mut Quiet };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new() };
+    let noise = Noise::from_seed(1, &device);
+    let error = planned(&mut models, &plan(Residency::Sequential), false, None, &bad, noise, &device, &mut host);
+    assert_eq!(error.err().expect("refused").kind(), Kind::Input);
+    assert_eq!(host.loads, []);
+}
+
+const MIB: u64 = 1 << 20;
+
+/// SDXL's networks at q8 (the converted full-size model's shards).
+fn sdxl_q8() -> NetworkBytes {
+    NetworkBytes { text_encoders: 1090 * MIB, unet: 3010 * MIB, refiner_unet: Some(2300 * MIB), vae: 160 * MIB }
+}
+
+fn budget(mib: u64) -> MemoryBudget {
+    MemoryBudget { bytes: mib * MIB, text: format!("the budget is {mib} MiB") }
+}
+
+#[test]
+fn the_plan_fits_the_budget() {
+    let bytes = sdxl_q8();
+    assert_eq!(bytes.peak(Residency::Resident), (1090 + 3010 + 2300 + 160) * MIB);
+    assert_eq!(bytes.peak(Residency::Sequential), 3010 * MIB);
+    let working = 300 * MIB;
+
+    // Unrequested: resident where everything fits, else sequential.
+    let roomy = MemoryPlan::choose(&bytes, working, None, Some(&budget(8000))).unwrap();
+    assert_eq!((roomy.residency, roomy.peak()), (Residency::Resident, (6560 + 300) * MIB));
+    let tight = MemoryPlan::choose(&bytes, working, None, Some(&budget(3500))).unwrap();
+    assert_eq!((tight.residency, tight.peak()), (Residency::Sequential, 3310 * MIB));
+    // No budget: resident unless asked.
+    assert_eq!(MemoryPlan::choose(&bytes, working, None, None).unwrap().residency, Residency::Resident);
+    let asked = MemoryPlan::choose(&bytes, working, Some(Residency::Sequential), Some(&budget(8000))).unwrap();
+    assert_eq!(asked.residency, Residency::Sequential);
+
+    // Too small for any mode, or for the mode asked for: a clear error.
+    let error = MemoryPlan::choose(&bytes, working, None, Some(&budget(3000))).err().expect("too small");
+    assert_eq!(error.kind(), Kind::Input);
+    assert_eq!(
+        error.to_string(),
+        "input `memory`: this model needs 3310 MiB of GPU memory even with one network at a time (sequential) \
+         (3010 MiB of weights, 300 MiB to run); the budget is 3000 MiB"
+    );
+    let error = MemoryPlan::choose(&bytes, working, Some(Residency::Resident), Some(&budget(3500))).err().expect("too small");
+    assert!(error.to_string().contains("needs 6860 MiB of GPU memory with every network resident"), "{error}");
+
+    // What a phase keeps.
+    let all = Network::phases(true);
+    assert_eq!(roomy.keep(Network::Unet, &all), all);
+    assert_eq!(tight.keep(Network::RefinerUnet, &all), [Network::RefinerUnet]);
+}
+
