@@ -13,9 +13,10 @@
 // Limits: workgroups (⌈N/64⌉, ⌈M/64⌉) each ≤ 65535; every index < 2^32.
 // Weights: a template (placeholders in double braces, filled by crate/src/kernels/conv.rs). The
 // placeholder `weights` is one of conv2d_weights_f32.wgsl (an f32 [M, C·kh·kw] row-major
-// matrix: the checkpoint's rows) or conv2d_weights_quantized.wgsl (q8/q4 block storage,
-// dequantized as read): its bindings from 1 on and `fn weight(flat) -> f32`; the placeholders
-// `bias`, `out` and `info` number the bindings after them.
+// matrix: the checkpoint's rows) or weights_quantized.wgsl (q8/q4 block storage, dequantized
+// as read, its bits per value from this file's `weight_bits()`): its bindings from 1 on and
+// `fn weight(flat) -> f32`; the placeholders `bias`, `out` and `info` number the bindings after
+// them.
 // Bindings: x [B, C, H, W], the weights, bias [M] (read), out [B, M, Ho, Wo] (write),
 // info = [B, C, H, W, M, Ho, Wo, kh, kw, stride, pad top, pad left, weights' own parameters].
 
@@ -23,6 +24,11 @@
 @group(0) @binding({{ bias }}) var<storage, read_write> bias: array<f32>;
 @group(0) @binding({{ out }}) var<storage, read_write> out: array<f32>;
 @group(0) @binding({{ info }}) var<storage, read> info: array<u32>;
+
+// Bits per value of a quantized weight (the weights' own parameter); unused for f32 weights.
+fn weight_bits() -> u32 {
+    return info[12];
+}
 
 {{ weights }}
 

@@ -7,8 +7,8 @@ mod kernel_cases;
 
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use kernel_cases::{
-    ATTENTION_SHAPES, CONV_SHAPES, Case, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases, group_norm_cases,
-    quantized_conv_cases,
+    ATTENTION_SHAPES, CONV_SHAPES, Case, EMBEDDING_SHAPES, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases,
+    embedding_cases, group_norm_cases, quantized_conv_cases,
 };
 use sdxl_web::kernels;
 
@@ -47,6 +47,11 @@ fn conv_matches_burn() {
 #[test]
 fn conv_reads_quantized_weights_as_stored() {
     check(quantized_conv_cases(&wgpu(), &QUANTIZED_CONV_SHAPES));
+}
+
+#[test]
+fn embedding_reads_quantized_tables_as_stored() {
+    check(embedding_cases(&wgpu(), &EMBEDDING_SHAPES));
 }
 
 #[test]

@@ -185,6 +185,8 @@ fn the_plan_fits_the_budget() {
     );
     let error = MemoryPlan::choose(&bytes, working, Some(Residency::Resident), Some(&budget(3500))).err().expect("too small");
     assert!(error.to_string().contains("needs 6860 MiB of GPU memory with every network resident"), "{error}");
+    let error = MemoryPlan::choose(&bytes, 0, None, Some(&budget(3000))).err().expect("too small");
+    assert!(error.to_string().contains("needs 3010 MiB of GPU memory even with one network at a time (sequential) (3010 MiB of weights); the"), "{error}");
 
     // What a phase keeps.
     let all = Network::phases(true);

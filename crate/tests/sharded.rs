@@ -186,7 +186,8 @@ fn modes_store_what_they_say() {
     let q4 = Converted::new("tiny-sdxl-base", StoredDtype::Q4, None);
     let manifest = ShardedModel::open(&q4.0).unwrap().manifest().clone();
     let dtype_of = |name: &str| manifest.tensors.iter().find(|t| t.name == name).unwrap().dtype;
-    assert_eq!(dtype_of("text_model.embeddings.token_embedding.weight"), StoredDtype::F16);
+    assert_eq!(dtype_of("text_model.embeddings.token_embedding.weight"), StoredDtype::Q4);
+    assert_eq!(dtype_of("text_model.embeddings.position_embedding.weight"), StoredDtype::F16);
     assert_eq!(dtype_of("text_model.encoder.layers.0.self_attn.q_proj.weight"), StoredDtype::Q4);
     assert_eq!(dtype_of("text_model.encoder.layers.0.self_attn.q_proj.bias"), StoredDtype::F16);
     assert_eq!(dtype_of("conv_in.weight"), StoredDtype::Q4);

@@ -111,7 +111,8 @@ async fn our_kernels_match_burns_ops_on_webgpu() {
         .into_iter()
         .chain(kernel_cases::attention_cases(&device, &kernel_cases::ATTENTION_SHAPES))
         .chain(kernel_cases::conv_cases(&device, &kernel_cases::CONV_SHAPES))
-        .chain(kernel_cases::quantized_conv_cases(&device, &kernel_cases::QUANTIZED_CONV_SHAPES));
+        .chain(kernel_cases::quantized_conv_cases(&device, &kernel_cases::QUANTIZED_CONV_SHAPES))
+        .chain(kernel_cases::embedding_cases(&device, &kernel_cases::EMBEDDING_SHAPES));
     for (name, ours, burn) in cases {
         let ours = ours.into_data_async().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let burn = burn.into_data_async().await.unwrap();

@@ -177,7 +177,17 @@ function compare(rgba, native, pixels) {
   return { worst, fraction: differing / (pixels * 3) };
 }
 
-test('one network at a time: the resident image, networks reloaded from the cache; a lowered buffer limit decodes in tiles as natively', async () => {
+test('one network at a time: the resident image, networks reloaded from the cache; a lowered buffer limit decodes in tiles as natively; too small a budget is refused before the download', async () => {
+  // The demo's largest network (the refiner's UNet) takes 1.07 MiB: a 1 MiB budget fits no plan.
+  const before = requests.length;
+  const small = await openApp('?budget=1');
+  const refused = await waitFor(small.page, ['ready', 'failed', 'crashed']);
+  assert.equal(refused.state, 'failed', JSON.stringify(refused));
+  assert.match(refused.status, /needs 2 MiB of GPU memory even with one network at a time \(sequential\) \(2 MiB of weights\); the GPU memory budget is 1 MiB/);
+  const fetched = requests.slice(before).map((r) => r.path).filter((path) => path.includes('/demo-model/') && !path.endsWith('manifest.json'));
+  assert.deepEqual(fetched, [], 'files fetched for a refused plan');
+  await small.context.close();
+
   const { context, page } = await openApp('?memory=resident');
   assert.equal((await waitFor(page, ['ready', 'failed', 'no-webgpu', 'crashed'])).state, 'ready');
   assert.match((await state(page)).status, /every network loaded/);
@@ -189,9 +199,10 @@ test('one network at a time: the resident image, networks reloaded from the cach
   const ready = await waitFor(sequential.page, ['ready', 'failed', 'crashed']);
   assert.equal(ready.state, 'ready', JSON.stringify(ready));
   assert.match(ready.status, /one network at a time/);
-  const before = requests.length;
+  const beforeRun = requests.length;
   const image = await pageImage(sequential.page, { steps: 4, seed: 42 });
-  assert.deepEqual(requests.slice(before).map((r) => r.path), [], 'a sequential run fetched from the server');
+  const during = requests.slice(beforeRun).map((r) => r.path).filter((path) => path.includes('/demo-model/'));
+  assert.deepEqual(during, [], 'a sequential run fetched from the server');
   assert.deepEqual(image.rgba, resident.rgba, 'sequential and resident images differ');
   assert.ok(image.peakReserved > 0 && resident.peakReserved > 0, JSON.stringify([image.peakReserved, resident.peakReserved]));
   console.log(`GPU memory peak (burn's pools, demo model): resident ${resident.peakReserved} B, sequential ${image.peakReserved} B`);

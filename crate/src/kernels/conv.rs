@@ -28,7 +28,7 @@ const GEMM_QUANTIZED: Wgsl = Wgsl {
     name: "conv2d_gemm_quantized",
     source: SOURCE,
     placeholders: &[
-        ("weights", include_str!("../../../shaders/conv2d_weights_quantized.wgsl")),
+        ("weights", include_str!("../../../shaders/weights_quantized.wgsl")),
         ("bias", "3"),
         ("out", "4"),
         ("info", "5"),
@@ -93,7 +93,7 @@ pub fn reads_as_stored(weight: &Tensor<2>) -> bool {
 
 /// The stored values (u32 words), block scales (f32) and bits per value of a weight that
 /// `quant::device_quantized` keeps block-quantized on a wgpu device; `None` for anything else.
-fn block_quantized(weight: &Tensor<2>) -> Option<(CubeTensor, CubeTensor, u32)> {
+pub(super) fn block_quantized(weight: &Tensor<2>) -> Option<(CubeTensor, CubeTensor, u32)> {
     let DType::QFloat(scheme) = weight.dtype() else { return None };
     let DispatchTensorKind::Cube(BackendTensor::Quantized(tensor)) = weight.clone().into_dispatch().kind else {
         return None;

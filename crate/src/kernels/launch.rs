@@ -21,7 +21,7 @@ use burn::backend::Cube;
 use burn::backend::wgpu::{CubeTensor, KernelSource, SourceKernel, SourceTemplate, into_contiguous};
 use burn::cubecl::prelude::{BufferIOAttr, CubeCount, CubeDim, KernelId};
 use burn::cubecl::server::{KernelArguments, MetadataBindingInfo};
-use burn::tensor::{DType, Shape, Tensor};
+use burn::tensor::{DType, Int, Shape, Tensor};
 
 /// Workgroups per dispatch dimension every WebGPU device allows.
 pub const MAX_WORKGROUPS: u32 = 65535;
@@ -32,6 +32,13 @@ pub fn wgpu_f32<const D: usize>(tensor: &Tensor<D>) -> Option<CubeTensor> {
     let cube = tensor.clone().try_into_primitive::<Cube>().ok()?;
     let on_wgpu = matches!(cube.device, burn::backend::CubeDevice::Wgpu(_));
     (on_wgpu && cube.dtype == DType::F32).then(|| into_contiguous(cube))
+}
+
+/// The i32 `CubeTensor` behind an integer tensor on a wgpu device, contiguous; `None` elsewhere.
+pub fn wgpu_int<const D: usize>(tensor: &Tensor<D, Int>) -> Option<CubeTensor> {
+    let cube = tensor.clone().try_into_primitive::<Cube>().ok()?;
+    let on_wgpu = matches!(cube.device, burn::backend::CubeDevice::Wgpu(_));
+    (on_wgpu && cube.dtype == DType::I32).then(|| into_contiguous(cube))
 }
 
 /// A `CubeTensor` back as a `Tensor`.

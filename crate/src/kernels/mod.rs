@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod conv;
+pub mod embedding;
 pub mod group_norm;
 pub mod launch;
 

@@ -238,7 +238,9 @@ impl ClipTextModel {
         let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, tokens]), device);
         let positions = Tensor::<1, Int>::arange(0..tokens as i64, device).unsqueeze::<2>().repeat_dim(0, batch);
         let embeddings = &self.text_model.embeddings;
-        let mut x = embeddings.token_embedding.forward(ids) + embeddings.position_embedding.forward(positions);
+        // The token table may be kept q8/q4 on the GPU: only the prompt's rows are expanded.
+        let tokens = crate::kernels::embedding::lookup(&embeddings.token_embedding.weight.val(), ids);
+        let mut x = tokens + embeddings.position_embedding.forward(positions);
 
         let layers = &self.text_model.encoder.layers;
         let (last, before_last) = layers.split_last().expect("at least two layers (checked at init)");

@@ -153,13 +153,16 @@ impl MemoryPlan {
             Some(Residency::Resident) => "with every network resident",
             _ => "even with one network at a time (sequential)",
         };
+        let working = match needed.working {
+            0 => String::new(),
+            bytes => format!(", {} MiB to run", bytes.div_ceil(1 << 20)),
+        };
         Err(Error::Input {
             name: "memory".into(),
             message: format!(
-                "this model needs {} MiB of GPU memory {mode} ({} MiB of weights, {} MiB to run); {}",
+                "this model needs {} MiB of GPU memory {mode} ({} MiB of weights{working}); {}",
                 needed.peak().div_ceil(1 << 20),
                 needed.peak_weights.div_ceil(1 << 20),
-                needed.working.div_ceil(1 << 20),
                 budget.text
             ),
         })

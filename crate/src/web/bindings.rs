@@ -441,4 +441,3 @@ impl RunHost for PageHost<'_> {
         self.warnings.push(message);
     }
 }
-fn _x() { let _: u32 = "a"; }

@@ -128,11 +128,13 @@ fn rows_cols(shape: &[usize]) -> Option<(usize, usize)> {
 }
 
 /// Whether the converter quantizes a tensor: the weights of linear and conv layers (rank 2
-/// and 4, `*.weight`), not embedding tables (`token_embedding`, `position_embedding`).
+/// and 4, `*.weight`) and CLIP's token tables (`token_embedding`: rows gathered by
+/// `kernels::embedding`, so the table stays quantized on the GPU), not the other embedding
+/// tables (`position_embedding`: 77 rows, kept exact).
 pub fn is_quantizable(name: &str, shape: &[usize]) -> bool {
     let mut parts = name.rsplit('.');
     let (leaf, owner) = (parts.next(), parts.next().unwrap_or(""));
-    leaf == Some("weight") && matches!(shape.len(), 2 | 4) && !owner.ends_with("embedding")
+    leaf == Some("weight") && matches!(shape.len(), 2 | 4) && (owner == "token_embedding" || !owner.ends_with("embedding"))
 }
 
 /// The bytes of `values` (row-major, checkpoint layout) stored as `dtype`: little-endian

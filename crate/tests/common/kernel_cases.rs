@@ -131,3 +131,30 @@ pub fn quantized_conv_cases(device: &Device, shapes: &[([usize; 4], usize)]) -> 
     }
     cases
 }
+
+/// [rows, width, batch, tokens]: widths of whole blocks (32, 96, and 1280 as OpenCLIP-bigG's),
+/// row counts off any tile, ids covering the first and last rows and repeats.
+pub const EMBEDDING_SHAPES: [(usize, usize, usize, usize); 3] = [(1000, 32, 2, 7), (333, 96, 1, 77), (49, 1280, 2, 5)];
+
+/// A q8/q4 table kept quantized on the device, looked up by our kernel, against burn's select on
+/// the expanded table.
+pub fn embedding_cases(device: &Device, shapes: &[(usize, usize, usize, usize)]) -> Vec<Case> {
+    use burn::tensor::{Int, TensorData};
+    use sdxl_web::weights::quant::{self, StoredDtype};
+    let mut cases = Vec::new();
+    for &(rows, width, batch, tokens) in shapes {
+        let values: Vec<f32> = (0..rows * width).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
+        let count = batch * tokens;
+        let ids: Vec<i64> = (0..count).map(|i| if i == 0 { rows as i64 - 1 } else { (i * 7919 % rows) as i64 }).collect();
+        for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
+            let bytes = quant::encode(dtype, &values, &[rows, width], Some(32)).unwrap();
+            let table = quant::device_quantized(dtype, &bytes, &[rows, width], Some(32), device).expect("kept quantized on this device");
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [batch, tokens]), device);
+            assert!(kernels::embedding::gathers_as_stored(&table, &ids), "{dtype:?}: gathered as stored, not expanded");
+            let ours = kernels::embedding::lookup(&table, ids.clone());
+            let reference = table.dequantize().select(0, ids.reshape([count])).reshape([batch, tokens, width]);
+            cases.push((format!("embedding {dtype:?} [{rows}, {width}] at [{batch}, {tokens}]"), ours, reference));
+        }
+    }
+    cases
+}
