@@ -142,7 +142,7 @@ const handlers = {
     const left = eta !== undefined ? `, ${Math.ceil(eta)} s left` : '';
     setState('downloading', `Downloading: ${formatBytes(done)} of ${formatBytes(total)}${rate}${left}`);
   },
-  loaded({ hasRefiner, sizeMultiple, refinerSizeMultiple, fetched, files, estimate, memory }) {
+  loaded({ hasRefiner, sizeMultiple, refinerSizeMultiple, fetched, files, estimate, memory, wasmBytes }) {
     showStorage(estimate);
     // The custom size offers only sizes the model can take.
     for (const id of ['width', 'height']) Object.assign($(id), { min: sizeMultiple, step: sizeMultiple });
@@ -152,7 +152,7 @@ const handlers = {
     if (isDemo()) applyDefaults({ ...app.defaults, ...DEMO_SETTINGS });
     $('refiner').disabled = !hasRefiner;
     $('refiner').checked &&= hasRefiner;
-    app.loaded = { hasRefiner, fetched, files, memory };
+    app.loaded = { hasRefiner, fetched, files, memory, wasmBytes };
     setState('ready', `Model ready (${files - fetched} of ${files} files from the cache; ${MEMORY_TEXT[memory.residency]}).`);
   },
   step({ index, total, stage, preview }) {

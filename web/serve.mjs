@@ -10,7 +10,8 @@
 //     files are read whole (so up to 2 GiB);
 //   cutAfter(path, range) → number | null — sends that many bytes, then drops the connection;
 //   cors: true — answers as a cross-origin host: `Access-Control-Allow-Origin: *` (and
-//     preflights), but no `Access-Control-Expose-Headers`, so a page cannot read Content-Range.
+//     preflights), but no `Access-Control-Expose-Headers`, so a page cannot read Content-Range;
+//   root — serves that folder instead of the site (a model's own host), by the same rules.
 import { createServer } from 'node:http';
 import { createReadStream, realpathSync } from 'node:fs';
 import { open, readFile, realpath, stat } from 'node:fs/promises';
@@ -32,18 +33,18 @@ const TYPES = {
 
 const hidden = (path) => path.split(/[/\\]/).some((segment) => segment.startsWith('.'));
 
-/** The real path of the site's file for URL path `path`, or null when it must not be served. */
-async function siteFile(path) {
+/** The real path of the file under `root` for URL path `path`, or null when it must not be served. */
+async function siteFile(path, root) {
   if (hidden(path) || path.includes('\0')) return null;
   let real;
   try {
-    real = await realpath(join(ROOT, path.endsWith('/') ? path + 'index.html' : path));
+    real = await realpath(join(root, path.endsWith('/') ? path + 'index.html' : path));
   } catch {
     return null;
   }
   // A symlink may lead out of the root, or to a hidden path inside it.
-  const inside = relative(ROOT, real);
-  if (inside === '' || inside.startsWith('..') || resolve(ROOT, inside) !== real || hidden(inside)) return null;
+  const inside = relative(root, real);
+  if (inside === '' || inside.startsWith('..') || resolve(root, inside) !== real || hidden(inside)) return null;
   return real;
 }
 
@@ -63,7 +64,7 @@ async function handle(request, response, hooks) {
     response.writeHead(204, { ...cors, 'Access-Control-Allow-Methods': 'GET, HEAD', 'Access-Control-Allow-Headers': 'Range' }).end();
     return;
   }
-  const file = await siteFile(path);
+  const file = await siteFile(path, hooks.root ? realpathSync(resolve(hooks.root)) : ROOT);
   const info = file && (await stat(file).catch(() => null));
   if (!info?.isFile()) {
     response.writeHead(404, cors).end('not found');
@@ -117,7 +118,7 @@ async function handle(request, response, hooks) {
   pipeline(source, response, () => {});
 }
 
-/** Serves the site on 127.0.0.1:`port` (0: any free port); resolves to the listening server. */
+/** Serves the site (or `hooks.root`) on 127.0.0.1:`port` (0: any free port); resolves to the listening server. */
 export function serve(port = 0, hooks = {}) {
   const server = createServer((request, response) => {
     // No request may bring the server down.

@@ -11,6 +11,7 @@ import * as store from './store.js';
 import { Transfer } from './transfer.js';
 
 let gpu = null;
+let wasm = null; // the module's exports: its memory's size is the heap's peak (it never shrinks)
 let pipeline = null;
 let pending = null; // loaders waiting for the download to be confirmed
 let manifests = {}; // role → the manifest's URL, for the files a sequential plan loads again
@@ -89,7 +90,7 @@ async function reloadFile(role, file, fresh) {
 
 const handlers = {
   async init() {
-    await init();
+    wasm = await init();
     if (!navigator.gpu) throw store.failure('no-webgpu', 'This browser has no WebGPU (navigator.gpu is missing).');
     try {
       gpu = await Gpu.init();
@@ -184,7 +185,7 @@ const handlers = {
     pipeline = new Pipeline(gpu, base, refiner);
     manifests = urls;
     if (bufferLimitMiB) pipeline.lowerBufferLimit(bufferLimitMiB * 1024 * 1024);
-    post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, refinerSizeMultiple: pipeline.refinerSizeMultiple, fetched, files: files.length, estimate: await estimate(), memory: pipeline.plan });
+    post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, refinerSizeMultiple: pipeline.refinerSizeMultiple, fetched, files: files.length, estimate: await estimate(), memory: pipeline.plan, wasmBytes: wasm.memory.buffer.byteLength });
   },
 
   async generate({ request }) {
@@ -201,7 +202,7 @@ const handlers = {
         return !cancelRequested;
       }, reloadFile);
       const seconds = (performance.now() - started) / 1000;
-      post('image', { ...result, request, seconds, peakReserved: pipeline.peakReserved }, [result.rgba.buffer, result.png.buffer]);
+      post('image', { ...result, request, seconds, peakReserved: pipeline.peakReserved, wasmBytes: wasm.memory.buffer.byteLength }, [result.rgba.buffer, result.png.buffer]);
     } catch (error) {
       if (error.kind === 'cancelled') post('cancelled');
       else throw error;

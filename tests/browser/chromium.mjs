@@ -12,6 +12,14 @@ const BASE_ARGS = [
   '--disable-sync', '--disable-quic', '--no-first-run',
 ];
 
+/**
+ * A browser context with its profile in `dir`, WebGPU on: a real profile's storage quota (an
+ * incognito context's is too small for a full-size model's 3.5 GB).
+ */
+export function launchPersistent(dir) {
+  return chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', args: [...WEBGPU_ARGS, ...BASE_ARGS] });
+}
+
 /** Launches /usr/bin/chromium (never a downloaded browser), with WebGPU unless told otherwise. */
 export function launch({ webgpu = true } = {}) {
   return chromium.launch({ executablePath: '/usr/bin/chromium', args: webgpu ? [...WEBGPU_ARGS, ...BASE_ARGS] : BASE_ARGS });

@@ -62,6 +62,25 @@ function get(path, headers = {}, origin = base) {
   });
 }
 
+test('root: another folder is served by the same rules, the site not at all', async () => {
+  writeFileSync(join(HERE, 'manifest.json'), '{"format": "sdxl-web"}');
+  const other = await serve(0, { root: HERE, cors: true });
+  const origin = `http://127.0.0.1:${other.address().port}`;
+  try {
+    const manifest = await get('/manifest.json', {}, origin);
+    assert.equal(manifest.status, 200);
+    assert.equal(manifest.body.toString(), '{"format": "sdxl-web"}');
+    assert.equal(manifest.headers['access-control-allow-origin'], '*');
+    assert.equal((await get('/index.html', {}, origin)).status, 404, 'the site served from another root');
+    // Symlinks out of this root (to the site's files, to another folder) are not followed.
+    assert.equal((await get('/store.js', {}, origin)).status, 404, 'a symlink into the site followed');
+    assert.equal((await get('/secret.txt', {}, origin)).status, 404, 'a symlink out of the root followed');
+    assert.equal((await get('/head', {}, origin)).status, 404, 'a hidden file served');
+  } finally {
+    other.close();
+  }
+});
+
 test('a bad percent escape is a 400 and the server still answers', async () => {
   for (const path of ['/%', '/web/%zz.js', '/%E0%A4%A']) {
     assert.equal((await get(path)).status, 400, path);
