@@ -137,10 +137,11 @@ mod cli {
         // A size that needs a larger buffer than the device takes (the GPU's limits; host memory
         // on the CPU backend) is refused up front rather than failing mid-run; the VAE decodes
         // in tiles where a whole decode would need one.
-        let buffer_limit = match (buffer_limit, args.buffer_limit_mib) {
-            (Some((bytes, _)), Some(mib)) if mib << 20 < bytes => Some((mib << 20, format!("--buffer-limit-mib allows {mib} MiB"))),
-            (None, Some(mib)) => Some((mib << 20, format!("--buffer-limit-mib allows {mib} MiB"))),
-            (limit, _) => limit,
+        let buffer_limit = match args.buffer_limit_mib {
+            Some(mib) if buffer_limit.as_ref().is_none_or(|(bytes, _)| mib << 20 < *bytes) => {
+                Some((mib << 20, format!("--buffer-limit-mib allows {mib} MiB")))
+            }
+            _ => buffer_limit,
         };
         let buffer_limit = buffer_limit.map(|(bytes, text)| BufferLimit { bytes, text });
         let plan = MemoryPlan::choose(&NetworkBytes::default(), 0, Some(args.memory), None)?;

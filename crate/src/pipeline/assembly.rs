@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::conditioning::TextEncoder;
 use super::parts::{self, BASE_PIPELINE, Part, REFINER_PIPELINE, expect_pipeline};
 use super::memory_plan::{Network, Residency};
-use super::sdxl::{Base, BaseParts, Loaded, Refiner, UNetShape};
+use super::sdxl::{Base, BaseParts, Loaded, Refiner};
 use crate::error::{Error, Result};
 use crate::models::clip::ClipTextModel;
 use crate::models::unet::UNet2DConditionModel;
@@ -141,6 +141,9 @@ impl Assembly {
         if self.missing.len() != self.needed.len() {
             return Err(Error::Input { name: "memory".into(), message: "choose the memory plan before adding files".into() });
         }
+        if residency == self.residency {
+            return Ok(());
+        }
         self.modules = match residency {
             Residency::Resident => Modules::of(&self.model, networks(self.role), &self.device)?,
             Residency::Sequential => Modules::default(),
@@ -253,11 +256,6 @@ impl Assembly {
         part.map(|part| part.finish(&self.model, &self.device)).transpose()
     }
 
-    /// The UNet's shape from its config (nothing is allocated for it).
-    fn unet_shape(&self) -> Result<UNetShape> {
-        Ok(UNetShape::of(&parts::init::<UNet2DConditionModel>(&self.model, "unet", &self.device)?.1))
-    }
-
     fn text_encoders(&mut self) -> Result<Option<[TextEncoder; 2]>> {
         let (one, two) = (self.modules.text_encoder.take(), self.modules.text_encoder_2.take());
         let (Some(one), Some(two)) = (self.finish_part(one)?, self.finish_part(two)?) else { return Ok(None) };
@@ -287,7 +285,7 @@ impl Assembly {
         let vae = self.modules.vae.take();
         let parts = BaseParts {
             text_encoders: self.text_encoders()?,
-            unet_shape: self.unet_shape()?,
+            unet_shape: parts::unet_shape(&self.model, unet.as_ref(), &self.device)?,
             unet,
             vae: self.finish_part(vae)?,
             vae_config,
@@ -304,7 +302,8 @@ impl Assembly {
         }
         let unet = self.modules.unet.take();
         let unet = self.finish_part(unet)?;
-        Ok(Refiner::from_parts(&self.model, unet, self.unet_shape()?))
+        let shape = parts::unet_shape(&self.model, unet.as_ref(), &self.device)?;
+        Ok(Refiner::from_parts(&self.model, unet, shape))
     }
 
     /// The network this assembly was made for by [`CachedModel::assembly`].

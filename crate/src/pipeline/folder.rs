@@ -13,6 +13,7 @@ use super::generation::{Generation, Progress, Step};
 use super::text_to_image::RunHost;
 use crate::error::{Error, Result};
 use crate::models::unet::UNet2DConditionModel;
+use crate::models::vae::AutoencoderKL;
 use crate::weights::{ModelFolder, ModelSource};
 
 fn text_encoder(model: &impl ModelSource, tokenizer: &str, encoder: &str, device: &Device) -> Result<TextEncoder> {
@@ -24,32 +25,26 @@ fn text_encoder(model: &impl ModelSource, tokenizer: &str, encoder: &str, device
     })
 }
 
+fn text_encoders(model: &ModelFolder, device: &Device) -> Result<[TextEncoder; 2]> {
+    Ok([text_encoder(model, "tokenizer", "text_encoder", device)?, text_encoder(model, "tokenizer_2", "text_encoder_2", device)?])
+}
+
 /// `network` of the model in `dir` (the refiner's folder for [`Network::RefinerUnet`]),
 /// loaded onto `device`.
 pub fn network(dir: &Path, network: Network, device: &Device) -> Result<Loaded> {
-    load(&ModelFolder::open(dir)?, network, device)
-}
-
-fn load(model: &ModelFolder, network: Network, device: &Device) -> Result<Loaded> {
+    let model = &ModelFolder::open(dir)?;
     Ok(match network {
-        Network::TextEncoders => Loaded::TextEncoders([
-            text_encoder(model, "tokenizer", "text_encoder", device)?,
-            text_encoder(model, "tokenizer_2", "text_encoder_2", device)?,
-        ]),
+        Network::TextEncoders => Loaded::TextEncoders(text_encoders(model, device)?),
         Network::Unet | Network::RefinerUnet => Loaded::Unet(parts::load(model, "unet", device)?.1),
         Network::Vae => Loaded::Vae(parts::load(model, "vae", device)?.1),
     })
 }
 
-/// The UNet's shape, its weights loaded when `loaded`, else read from its config alone.
+/// The model's UNet with its weights when `loaded`, and its shape either way.
 fn unet(model: &ModelFolder, loaded: bool, device: &Device) -> Result<(Option<UNet2DConditionModel>, UNetShape)> {
-    if loaded {
-        let unet = parts::load::<UNet2DConditionModel>(model, "unet", device)?.1;
-        let shape = UNetShape::of(&unet);
-        return Ok((Some(unet), shape));
-    }
-    // A module whose weights are never touched allocates nothing.
-    Ok((None, UNetShape::of(&parts::init::<UNet2DConditionModel>(model, "unet", device)?.1)))
+    let unet = loaded.then(|| parts::load::<UNet2DConditionModel>(model, "unet", device)).transpose()?.map(|(_, unet)| unet);
+    let shape = parts::unet_shape(model, unet.as_ref(), device)?;
+    Ok((unet, shape))
 }
 
 /// The base model of a folder with the networks in `networks` loaded (see
@@ -58,19 +53,11 @@ pub fn base(dir: &Path, networks: &[Network], device: &Device) -> Result<Base> {
     let model = ModelFolder::open(dir)?;
     let model = &model;
     expect_pipeline(model, BASE_PIPELINE, "base model")?;
-    let vae_config = parts::init::<crate::models::vae::AutoencoderKL>(model, "vae", device)?.0;
-    let take = |network: Network| -> Result<Option<Loaded>> {
-        networks.contains(&network).then(|| load(model, network, device)).transpose()
-    };
-    let vae = match take(Network::Vae)? {
-        Some(Loaded::Vae(vae)) => Some(vae),
-        _ => None,
-    };
-    let text_encoders = match take(Network::TextEncoders)? {
-        Some(Loaded::TextEncoders(encoders)) => Some(encoders),
-        _ => None,
-    };
-    let (unet, unet_shape) = unet(model, networks.contains(&Network::Unet), device)?;
+    let vae_config = parts::init::<AutoencoderKL>(model, "vae", device)?.0;
+    let wanted = |network| networks.contains(&network);
+    let vae = wanted(Network::Vae).then(|| parts::load::<AutoencoderKL>(model, "vae", device)).transpose()?.map(|(_, vae)| vae);
+    let text_encoders = wanted(Network::TextEncoders).then(|| text_encoders(model, device)).transpose()?;
+    let (unet, unet_shape) = unet(model, wanted(Network::Unet), device)?;
     let parts = BaseParts {
         text_encoders,
         unet,

@@ -109,7 +109,7 @@ impl NetworkBytes {
     pub fn peak(&self, residency: Residency) -> u64 {
         let networks = Network::phases(self.refiner_unet.is_some());
         match residency {
-            Residency::Resident => networks.iter().map(|&n| self.of(n)).sum(),
+            Residency::Resident => networks.iter().fold(0u64, |sum, &n| sum.saturating_add(self.of(n))),
             Residency::Sequential => networks.iter().map(|&n| self.of(n)).max().unwrap_or(0),
         }
     }
@@ -170,7 +170,7 @@ impl MemoryPlan {
 
     /// Weights and activations at their most.
     pub fn peak(&self) -> u64 {
-        self.peak_weights + self.working
+        self.peak_weights.saturating_add(self.working)
     }
 
     /// The networks to hold for a phase that runs `network`: all of them when resident (those

@@ -4,8 +4,10 @@
 
 use burn::tensor::Device;
 
+use super::sdxl::UNetShape;
 use crate::error::{Error, Result};
 pub use crate::models::part::Part;
+use crate::models::unet::UNet2DConditionModel;
 use crate::schedulers::SchedulerConfig;
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::ModelSource;
@@ -24,6 +26,15 @@ pub fn init<P: Part>(model: &impl ModelSource, component: &str, device: &Device)
     let config = model.config(component)?;
     let module = P::init(&config, device)?;
     Ok((config, module))
+}
+
+/// What the size rules need of the model's UNet: read from `unet` when it is loaded, else from a
+/// module of its config's shape whose weights are never touched (nothing is allocated).
+pub fn unet_shape(model: &impl ModelSource, unet: Option<&UNet2DConditionModel>, device: &Device) -> Result<UNetShape> {
+    match unet {
+        Some(unet) => Ok(UNetShape::of(unet)),
+        None => Ok(UNetShape::of(&init::<UNet2DConditionModel>(model, "unet", device)?.1)),
+    }
 }
 
 /// The component's config and module with its weights.

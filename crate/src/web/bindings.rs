@@ -126,14 +126,9 @@ pub struct ModelLoader {
     assembly: Assembly,
 }
 
-#[derive(Serialize)]
+/// A network's size on the GPU, as it crosses to JavaScript and back.
+#[derive(Serialize, Deserialize)]
 struct NetworkSize {
-    network: Network,
-    bytes: f64,
-}
-
-#[derive(Deserialize)]
-struct NetworkSizeIn {
     network: Network,
     bytes: f64,
 }
@@ -187,7 +182,7 @@ impl ModelLoader {
 #[wasm_bindgen(js_name = planMemory)]
 pub fn plan_memory(sizes: JsValue, request: JsValue) -> Result<JsValue, JsValue> {
     let input = |e: serde_wasm_bindgen::Error| js_error(Error::Input { name: "memory".into(), message: e.to_string() });
-    let sizes: Vec<NetworkSizeIn> = serde_wasm_bindgen::from_value(sizes).map_err(input)?;
+    let sizes: Vec<NetworkSize> = serde_wasm_bindgen::from_value(sizes).map_err(input)?;
     let request: serde_json::Value = serde_wasm_bindgen::from_value(request).map_err(input)?;
     let request = MemoryRequest::from_json(request).map_err(js_error)?;
     let bytes = NetworkBytes::from_sizes(sizes.into_iter().map(|size| (size.network, size.bytes as u64)));
