@@ -194,7 +194,8 @@ const handlers = {
     $('strip').prepend(thumb);
     const warnings = result.warnings.length ? ` Warnings: ${result.warnings.join('; ')}` : '';
     const peak = result.peakReserved ? ` GPU memory peak ${formatBytes(result.peakReserved)}.` : '';
-    setState('ready', `Done in ${result.seconds.toFixed(1)} s.${peak}${warnings}`);
+    const reloads = result.reloadSeconds ? ` Reloading networks took ${result.reloadSeconds.toFixed(1)} s.` : '';
+    setState('ready', `Done in ${result.seconds.toFixed(1)} s.${peak}${reloads}${warnings}`);
   },
   cancelled() {
     setState('ready', 'Cancelled.');

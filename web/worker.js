@@ -202,7 +202,7 @@ const handlers = {
         return !cancelRequested;
       }, reloadFile);
       const seconds = (performance.now() - started) / 1000;
-      post('image', { ...result, request, seconds, peakReserved: pipeline.peakReserved, wasmBytes: wasm.memory.buffer.byteLength }, [result.rgba.buffer, result.png.buffer]);
+      post('image', { ...result, request, seconds, peakReserved: pipeline.peakReserved, reloadSeconds: pipeline.reloadSeconds, wasmBytes: wasm.memory.buffer.byteLength }, [result.rgba.buffer, result.png.buffer]);
     } catch (error) {
       if (error.kind === 'cancelled') post('cancelled');
       else throw error;

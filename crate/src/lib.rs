@@ -1,5 +1,6 @@
 //! Stable Diffusion XL in burn: the networks, their weights, and (in the browser) the wasm API.
 
+pub mod clock;
 pub mod error;
 pub mod kernels;
 pub mod models;

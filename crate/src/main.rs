@@ -24,7 +24,7 @@ mod cli {
     use sdxl_web::pipeline::preview::Preview;
     use sdxl_web::pipeline::{
         BufferLimit, GenerateParams, Image, MemoryPlan, Models, Network, NetworkBytes, Noise, Progress, Residency, Stage, folder,
-        generate_planned,
+        generate_planned, refine_planned,
     };
     use sdxl_web::pipeline::folder::Folders;
     use sdxl_web::weights::safetensors::{self, SafetensorsSource};
@@ -90,9 +90,10 @@ mod cli {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceChoice,
         /// How the networks stay on the device: all loaded at once, or one at a time (the text
-        /// encoders, the UNet, the refiner's UNet, the VAE), each loaded from its folder for
-        /// its phase and released after it: a lower peak for the time of the loads.
-        #[arg(long, value_enum, default_value = "resident", conflicts_with = "image")]
+        /// encoders, the UNet, the refiner's UNet, the VAE; with `--image`: the VAE, the text
+        /// encoders, the refiner's UNet, the VAE), each loaded from its folder for its phase and
+        /// released after it: a lower peak for the time of the loads.
+        #[arg(long, value_enum, default_value = "resident")]
         memory: Residency,
         /// Lowers the largest buffer a run may use below the device's (never raises it):
         /// decodes that would need more tile, larger sizes are refused. For trying the tiling
@@ -145,9 +146,11 @@ mod cli {
         };
         let buffer_limit = buffer_limit.map(|(bytes, text)| BufferLimit { bytes, text });
         let plan = MemoryPlan::choose(&NetworkBytes::default(), 0, Some(args.memory), None)?;
-        let loaded_first = match args.memory {
-            Residency::Resident => vec![Network::TextEncoders, Network::Unet, Network::Vae],
-            Residency::Sequential => vec![],
+        // Resident: what the run needs, loaded up front (refining an image needs no base UNet).
+        let loaded_first = match (args.memory, &input) {
+            (Residency::Resident, None) => vec![Network::TextEncoders, Network::Unet, Network::Vae],
+            (Residency::Resident, Some(_)) => vec![Network::TextEncoders, Network::Vae],
+            (Residency::Sequential, _) => vec![],
         };
         let base = folder::base(&args.model, &loaded_first, &device)?;
         let refiner = args.refiner.as_deref();
@@ -168,23 +171,20 @@ mod cli {
             }
         };
         let refined = models.refiner.is_some();
-        let image = match input {
-            Some(input) => {
-                let sdxl = models.sdxl(refined, buffer_limit);
-                let mut draw = noise.steps;
-                let latents = sdxl.refine_image(input, args.strength, &params, &mut *draw, &device, &mut TerminalProgress)?;
-                sdxl.decode(latents)?
-            }
-            None => {
-                let mut host = Folders { base: &args.model, refiner: args.refiner.as_deref(), device: &device, progress: &mut TerminalProgress };
-                let run = generate_planned(&mut models, &plan, refined, buffer_limit, &params, noise, &device, &mut host);
-                let image = Image::new(folder::finished(run)?.into_data());
-                if models.peak_reserved() > 0 {
-                    eprintln!("GPU memory peak ({:?}): {} MiB reserved", args.memory, models.peak_reserved() >> 20);
-                }
-                image
-            }
+        let mut host = Folders { base: &args.model, refiner: args.refiner.as_deref(), device: &device, progress: &mut TerminalProgress };
+        let pixels = match input {
+            Some(input) => folder::finished(refine_planned(
+                &mut models, &plan, buffer_limit, input, args.strength, &params, noise, &device, &mut host,
+            )),
+            None => folder::finished(generate_planned(&mut models, &plan, refined, buffer_limit, &params, noise, &device, &mut host)),
         };
+        let image = Image::new(pixels?.into_data());
+        if models.peak_reserved() > 0 {
+            eprintln!("GPU memory peak ({:?}): {} MiB reserved", args.memory, models.peak_reserved() >> 20);
+        }
+        if models.reloads.count > 0 {
+            eprintln!("reloaded {} networks in {:.1} s", models.reloads.count, models.reloads.seconds);
+        }
         let parameters = parameters_text(&params, seed, refined);
         let png = encode_png(&image, &parameters)?;
         std::fs::write(&args.out, png).map_err(|e| Error::io(&args.out, e))?;

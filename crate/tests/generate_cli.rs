@@ -78,24 +78,34 @@ fn generates_with_the_demo_model_and_refiner() {
 
     // Refining the PNG just written: img2img with the refiner, the size taken from the image.
     let input = out.join("input.png");
+    let input_pixels = image(&out);
     std::fs::rename(out.join("image.png"), &input).unwrap();
-    let refined = Command::new(env!("CARGO_BIN_EXE_sdxl"))
-        .arg("generate")
-        .arg("--model")
-        .arg(demo("base"))
-        .arg("--refiner")
-        .arg(&refiner)
-        .arg("--image")
-        .arg(&input)
-        .args(["--strength", "0.5", "--steps", "4", "--prompt", "a lighthouse at dusk", "--seed", "7"])
-        .arg("--out")
-        .arg(out.join("image.png"))
-        .arg("--out-tensor")
-        .arg(out.join("image.safetensors"))
-        .output()
-        .unwrap();
+    let refine = |memory: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sdxl"))
+            .arg("generate")
+            .arg("--model")
+            .arg(demo("base"))
+            .arg("--refiner")
+            .arg(&refiner)
+            .arg("--image")
+            .arg(&input)
+            .args(["--strength", "0.5", "--steps", "4", "--prompt", "a lighthouse at dusk", "--seed", "7", "--memory", memory])
+            .arg("--out")
+            .arg(out.join("image.png"))
+            .arg("--out-tensor")
+            .arg(out.join("image.safetensors"))
+            .output()
+            .unwrap()
+    };
+    let refined = refine("resident");
     assert!(refined.status.success(), "{}", String::from_utf8_lossy(&refined.stderr));
-    assert_eq!(image(&out).shape().to_vec(), vec![64, 64, 3]);
+    let refined = image(&out);
+    assert_eq!(refined.shape().to_vec(), vec![64, 64, 3]);
+    assert!(relative_l2(&refined, &input_pixels) > 1e-3, "the refiner changed the image");
+    // One network at a time: the same refined image.
+    let sequential = refine("sequential");
+    assert!(sequential.status.success(), "{}", String::from_utf8_lossy(&sequential.stderr));
+    assert_eq!(image(&out), refined);
     let _ = std::fs::remove_dir_all(&out);
 }
 

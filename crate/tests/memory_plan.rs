@@ -8,12 +8,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use burn::tensor::{Device, DeviceKind};
+use burn::tensor::{Device, DeviceKind, Distribution, Tensor, TensorData};
 use sdxl_web::error::{Kind, Result};
 use sdxl_web::pipeline::folder::{self, Folders};
-use common::{Quiet, planned};
+use common::{Quiet, planned, relative_l2};
 use sdxl_web::pipeline::{
-    GenerateParams, Image, Loaded, MemoryBudget, MemoryPlan, Models, Network, NetworkBytes, Noise, Residency, RunHost, Step,
+    Base, GenerateParams, Image, Loaded, MemoryBudget, MemoryPlan, Models, Network, NetworkBytes, Noise, Refiner, Residency, RunHost,
+    Sdxl, Step, refine_planned,
 };
 
 fn demo(model: &str) -> PathBuf {
@@ -60,16 +61,18 @@ fn plan(residency: Residency) -> MemoryPlan {
     MemoryPlan::choose(&NetworkBytes::default(), 0, Some(residency), None).unwrap()
 }
 
+/// The demo base with `loaded_first` loaded, and its refiner (its UNet loaded when resident).
+fn demo_models(residency: Residency, loaded_first: &[Network], device: &Device) -> Models {
+    let refiner = folder::refiner(&demo("refiner"), residency == Residency::Resident, device).unwrap();
+    Models::new(folder::base(&demo("base"), loaded_first, device).unwrap(), Some(refiner))
+}
+
 /// A base + refiner run under `plan`, the networks loaded first as `loaded_first`; returns the
 /// image and the networks loaded during the run, in order.
 fn run(residency: Residency, device: &Device) -> (Image, Vec<Network>, Models) {
+    let loaded_first: &[Network] = if residency == Residency::Resident { &EVERY_BASE_NETWORK } else { &[] };
+    let mut models = demo_models(residency, loaded_first, device);
     let (base, refiner) = (demo("base"), demo("refiner"));
-    let resident = residency == Residency::Resident;
-    let loaded_first: &[Network] = if resident { &EVERY_BASE_NETWORK } else { &[] };
-    let mut models = Models::new(
-        folder::base(&base, loaded_first, device).unwrap(),
-        Some(folder::refiner(&refiner, resident, device).unwrap()),
-    );
     let mut folders = Folders { base: &base, refiner: Some(&refiner), device, progress: &mut Quiet };
     let mut host = Logged { folders: &mut folders, loads: Vec::new() };
     let noise = Noise::from_seed(42, device);
@@ -93,6 +96,43 @@ fn sequential_and_resident_runs_give_the_same_image() {
     assert_eq!(held, [Network::Vae]);
     assert_eq!(sequential.pixels, resident.pixels);
     assert!(models.peak_reserved() > 0, "wgpu reports its pools");
+}
+
+/// Refining an image (img2img) under `residency`: the pixels, and the networks loaded during
+/// the run, in order.
+fn refine(residency: Residency, image: &Tensor<3>, device: &Device) -> (TensorData, Vec<Network>) {
+    let loaded_first: &[Network] = if residency == Residency::Resident { &[Network::TextEncoders, Network::Vae] } else { &[] };
+    let mut models = demo_models(residency, loaded_first, device);
+    let (base, refiner) = (demo("base"), demo("refiner"));
+    let mut folders = Folders { base: &base, refiner: Some(&refiner), device, progress: &mut Quiet };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new() };
+    let noise = Noise::from_seed(7, device);
+    let (plan, params) = (plan(residency), params());
+    let run = refine_planned(&mut models, &plan, None, image.clone(), 0.6, &params, noise, device, &mut host);
+    let pixels = folder::finished(run).unwrap().into_data();
+    assert!(!models.holds(Network::Unet), "refining never needs the base UNet");
+    (pixels, host.loads)
+}
+
+#[test]
+fn refining_an_image_loads_one_network_at_a_time_and_gives_the_same_image() {
+    let (device, _only) = wgpu();
+    let image = Tensor::<3>::random([64, 64, 3], Distribution::Uniform(0.0, 1.0), &device);
+    let (resident, resident_loads) = refine(Residency::Resident, &image, &device);
+    assert_eq!(resident_loads, []);
+    let (sequential, sequential_loads) = refine(Residency::Sequential, &image, &device);
+    // The VAE encodes, the text encoders condition, the refiner denoises, the VAE decodes.
+    assert_eq!(sequential_loads, [Network::Vae, Network::TextEncoders, Network::RefinerUnet, Network::Vae]);
+    assert_eq!(sequential, resident);
+
+    // And the same as the pipeline with every network loaded from the start.
+    let base = Base::from_folder(&demo("base"), &device).unwrap();
+    let refiner = Refiner::from_folder(&demo("refiner"), &device).unwrap();
+    let mut draw = Noise::from_seed(7, &device).steps;
+    let sdxl = Sdxl::new(&base, Some(&refiner));
+    let latents = sdxl.refine_image(image, 0.6, &params(), &mut *draw, &device, &mut Quiet).unwrap();
+    assert_eq!(sdxl.decode(latents).unwrap().pixels, resident);
+    assert!(relative_l2(&resident, &run(Residency::Resident, &device).0.pixels) > 1e-2, "refining is not generating");
 }
 
 #[test]

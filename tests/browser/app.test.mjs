@@ -159,8 +159,8 @@ async function pageImage(page, params) {
   const done = await waitFor(page, ['ready', 'failed', 'crashed'], 600_000);
   assert.match(done.status, /^Done in/, JSON.stringify(done));
   return page.evaluate(() => {
-    const { width, height, rgba, warnings, peakReserved } = window.sdxlApp.last;
-    return { width, height, rgba: Array.from(rgba), warnings, peakReserved, status: document.getElementById('status').textContent };
+    const { width, height, rgba, warnings, peakReserved, reloadSeconds } = window.sdxlApp.last;
+    return { width, height, rgba: Array.from(rgba), warnings, peakReserved, reloadSeconds, status: document.getElementById('status').textContent };
   });
 }
 
@@ -205,7 +205,11 @@ test('one network at a time: the resident image, networks reloaded from the cach
   assert.deepEqual(during, [], 'a sequential run fetched from the server');
   assert.deepEqual(image.rgba, resident.rgba, 'sequential and resident images differ');
   assert.ok(image.peakReserved > 0 && resident.peakReserved > 0, JSON.stringify([image.peakReserved, resident.peakReserved]));
-  console.log(`GPU memory peak (burn's pools, demo model): resident ${resident.peakReserved} B, sequential ${image.peakReserved} B`);
+  // Reloading is timed and shown: a resident run reloads nothing.
+  assert.equal(resident.reloadSeconds, 0);
+  assert.ok(image.reloadSeconds > 0, JSON.stringify(image.reloadSeconds));
+  assert.match(image.status, /Reloading networks took \d+\.\d s/);
+  console.log(`GPU memory peak (burn's pools, demo model): resident ${resident.peakReserved} B, sequential ${image.peakReserved} B; reloads ${image.reloadSeconds.toFixed(2)} s`);
 
   // A buffer limit below what a whole decode at 256² needs: the VAE decodes in tiles, and the
   // image equals native `sdxl generate` with the same limit.

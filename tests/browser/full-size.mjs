@@ -100,10 +100,10 @@ try {
     const done = await waitFor(['ready', 'failed', 'crashed']).finally(() => clearInterval(progress));
     console.log(`generation: ${done.status}`);
     const result = await page.evaluate(() => {
-      const { width, height, rgba, peakReserved, wasmBytes } = window.sdxlApp.last;
-      return { width, height, rgba: Array.from(rgba), peakReserved, wasmBytes };
+      const { width, height, rgba, peakReserved, reloadSeconds, wasmBytes } = window.sdxlApp.last;
+      return { width, height, rgba: Array.from(rgba), peakReserved, reloadSeconds, wasmBytes };
     });
-    console.log(`GPU memory peak (burn's pools) ${mib(result.peakReserved)}, wasm memory ${mib(result.wasmBytes)}, ${((performance.now() - started) / 1000).toFixed(0)} s in all`);
+    console.log(`GPU memory peak (burn's pools) ${mib(result.peakReserved)}, reloads ${result.reloadSeconds.toFixed(1)} s, wasm memory ${mib(result.wasmBytes)}, ${((performance.now() - started) / 1000).toFixed(0)} s in all`);
     const out = join(profile, 'native.safetensors');
     execFileSync('cargo', ['run', '-q', '-p', 'sdxl-web', '--bin', 'sdxl', '--', 'generate', '--model', folders[0],
       ...(folders[1] ? ['--refiner', folders[1], '--refiner-start', '0.5'] : []), '--device', 'wgpu', '--memory', 'sequential',

@@ -1,8 +1,11 @@
 """Writes a full-size SDXL base model with random weights as a diffusers folder (fp16 variant):
-UNet, both text encoders and VAE, for measuring sdxl-weights' memory on a real-sized input.
+UNet, both text encoders and VAE, for measuring sdxl-weights' memory on a real-sized input; with
+`--refiner`, the refiner instead: its UNet alone (it runs beside the base, whose second text
+encoder and VAE it shares; convert it with `--components unet`).
 
 Tensors are generated and written one at a time (architectures are built on the meta device), so
-this needs ~7 GB of disk and little memory. Usage: python random_full_size.py OUT_DIR
+this needs ~7 GB of disk (the refiner ~4.5 GB) and little memory.
+Usage: python random_full_size.py OUT_DIR [--refiner]
 """
 
 import json
@@ -24,7 +27,7 @@ def shapes(component):
 
             cls = CLIPTextModelWithProjection if component.endswith("_2") else CLIPTextModel
             model = cls(CLIPTextConfig(**config))
-        elif component == "base_unet":
+        elif component.endswith("_unet"):
             from diffusers import UNet2DConditionModel
 
             model = UNet2DConditionModel.from_config(config)
@@ -51,15 +54,28 @@ def write(path, tensors, seed):
             out.write((rng.standard_normal(shape, dtype=np.float32) * 0.02).astype("<f2").tobytes())
 
 
-def main(out):
+BASE = [
+    ("text_encoder", "text_encoder", "transformers", "CLIPTextModel", "model"),
+    ("text_encoder_2", "text_encoder_2", "transformers", "CLIPTextModelWithProjection", "model"),
+    ("unet", "base_unet", "diffusers", "UNet2DConditionModel", "diffusion_pytorch_model"),
+    ("vae", "vae", "diffusers", "AutoencoderKL", "diffusion_pytorch_model"),
+]
+REFINER = [("unet", "refiner_unet", "diffusers", "UNet2DConditionModel", "diffusion_pytorch_model")]
+
+
+def main(out, refiner=False):
     out = Path(out)
-    index = {"_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1"}
-    for seed, (folder, preset, lib, cls, stem) in enumerate([
-        ("text_encoder", "text_encoder", "transformers", "CLIPTextModel", "model"),
-        ("text_encoder_2", "text_encoder_2", "transformers", "CLIPTextModelWithProjection", "model"),
-        ("unet", "base_unet", "diffusers", "UNet2DConditionModel", "diffusion_pytorch_model"),
-        ("vae", "vae", "diffusers", "AutoencoderKL", "diffusion_pytorch_model"),
-    ]):
+    if refiner:
+        index = {
+            "_class_name": "StableDiffusionXLImg2ImgPipeline",
+            "_diffusers_version": "0.42.1",
+            "force_zeros_for_empty_prompt": False,
+            "requires_aesthetics_score": True,
+        }
+    else:
+        index = {"_class_name": "StableDiffusionXLPipeline", "_diffusers_version": "0.42.1"}
+    # The refiner's UNet gets a seed of its own (10), not the base UNet's.
+    for seed, (folder, preset, lib, cls, stem) in enumerate(REFINER if refiner else BASE, start=10 if refiner else 0):
         config, tensors = shapes(preset)
         (out / folder).mkdir(parents=True, exist_ok=True)
         (out / folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -70,4 +86,6 @@ def main(out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) not in (2, 3) or sys.argv[2:] not in ([], ["--refiner"]):
+        sys.exit(__doc__)
+    main(sys.argv[1], refiner=sys.argv[2:] == ["--refiner"])

@@ -10,7 +10,7 @@ use super::memory_plan::Network;
 use super::parts::{self, BASE_PIPELINE, REFINER_PIPELINE, expect_pipeline};
 use super::sdxl::{Base, BaseParts, Loaded, Refiner, UNetShape};
 use super::generation::{Generation, Progress, Step};
-use super::text_to_image::RunHost;
+use super::planned_run::RunHost;
 use crate::error::{Error, Result};
 use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::AutoencoderKL;

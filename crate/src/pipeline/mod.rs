@@ -1,7 +1,8 @@
 //! SDXL's pipelines, along the data flow: parameters ([`params`]) → prompt conditioning
 //! ([`conditioning`]) → the denoising loop ([`generation`]) → the image ([`image`], [`png`]).
 //! [`sdxl`] holds the models and the pipeline type; each mode of running it is a file
-//! ([`text_to_image`], [`image_to_image`]). Models come from folders ([`folder`], native) or
+//! ([`text_to_image`], [`image_to_image`]), each also under a memory plan ([`memory_plan`],
+//! [`planned_run`]). Models come from folders ([`folder`], native) or
 //! from files handed over one at a time ([`assembly`], the browser), both through [`parts`].
 
 pub mod assembly;
@@ -13,6 +14,7 @@ pub mod image;
 pub mod image_to_image;
 pub mod memory_plan;
 pub mod params;
+pub mod planned_run;
 pub mod parts;
 pub mod png;
 pub mod preview;
@@ -23,5 +25,7 @@ pub use generation::{Generation, Noise, Progress, Stage, Step};
 pub use image::Image;
 pub use params::{BufferLimit, GenerateParams, SizeRules};
 pub use memory_plan::{MemoryBudget, MemoryPlan, Network, NetworkBytes, Residency};
-pub use sdxl::{Base, BaseParts, Loaded, Models, Refiner, Sdxl, UNetShape};
-pub use text_to_image::{RunHost, generate_planned};
+pub use sdxl::{Base, BaseParts, Loaded, Models, Refiner, Reloads, Sdxl, UNetShape};
+pub use image_to_image::refine_planned;
+pub use planned_run::RunHost;
+pub use text_to_image::generate_planned;

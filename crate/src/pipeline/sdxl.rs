@@ -177,11 +177,20 @@ pub struct Models {
     pub refiner: Option<Refiner>,
     /// The most device memory seen reserved, sampled before each release and after a run.
     peak_reserved: u64,
+    /// The networks the last run under a plan loaded again, and the time that took.
+    pub reloads: Reloads,
+}
+
+/// Networks loaded during a run (what a sequential plan costs in time).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Reloads {
+    pub count: usize,
+    pub seconds: f64,
 }
 
 impl Models {
     pub fn new(base: Base, refiner: Option<Refiner>) -> Self {
-        Self { base, refiner, peak_reserved: 0 }
+        Self { base, refiner, peak_reserved: 0, reloads: Reloads::default() }
     }
 
     /// Notes the device's reserved memory (burn's pools only grow between cleanups, so a sample

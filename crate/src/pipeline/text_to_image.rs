@@ -5,11 +5,12 @@
 use burn::tensor::{Device, Tensor};
 
 use super::conditioning::base_time_ids;
-use super::generation::{Denoise, Generation, Noise, Phase, Progress, Stage, Step};
+use super::generation::{Denoise, Generation, Noise, Phase, Progress, Stage};
 use super::image::Image;
 use super::memory_plan::{MemoryPlan, Network};
 use super::params::{BufferLimit, GenerateParams};
-use super::sdxl::{Loaded, Models, Sdxl};
+use super::planned_run::{RunHost, denoise_and_decode, prepare};
+use super::sdxl::{Models, Reloads, Sdxl};
 use crate::error::Result;
 use crate::schedulers;
 
@@ -69,17 +70,6 @@ impl Sdxl<'_> {
     }
 }
 
-/// What a run under a memory plan asks of its caller: a released network loaded again
-/// (natively from its folder, in the browser from Cache Storage), each finished step reported
-/// (`Err(Cancelled)` stops the run), warnings passed on. Natively these finish at once
-/// ([`super::folder::Folders`]); in the browser they await the cache and the page.
-#[allow(async_fn_in_trait)] // implemented and awaited within this crate only, never sent across threads
-pub trait RunHost {
-    async fn load(&mut self, network: Network) -> Result<Loaded>;
-    async fn step(&mut self, step: Step) -> Result<()>;
-    fn warn(&mut self, message: String);
-}
-
 /// Text to image under a memory plan: before each phase (the prompts, the base's steps, the
 /// refiner's, the decode) the device is made to hold what `plan` keeps for it, the host loading
 /// a released network again. The same computation as [`Sdxl::generate`] in the same order, so
@@ -98,29 +88,8 @@ pub async fn generate_planned(
 ) -> Result<Tensor<3>> {
     // Refused before anything loads; the warnings come once, from `start`.
     models.sdxl(refined, limit.clone()).check(params, &mut |_| {})?;
+    models.reloads = Reloads::default();
     prepare(models, plan, Network::TextEncoders, device, host).await?;
-    let mut generation = models.sdxl(refined, limit.clone()).start(params, noise, device, &mut |w| host.warn(w))?;
-    while let Some(stage) = generation.next_stage() {
-        let network = match stage {
-            Stage::Base => Network::Unet,
-            Stage::Refiner => Network::RefinerUnet,
-        };
-        prepare(models, plan, network, device, host).await?;
-        if let Some(step) = models.sdxl(refined, limit.clone()).step(&mut generation)? {
-            host.step(step).await?;
-        }
-    }
-    prepare(models, plan, Network::Vae, device, host).await?;
-    let pixels = models.sdxl(refined, limit.clone()).decode_pixels(generation.latents());
-    models.sample_memory(device);
-    pixels
-}
-
-/// Makes the device hold what `plan` keeps for a phase running `network`.
-async fn prepare(models: &mut Models, plan: &MemoryPlan, network: Network, device: &Device, host: &mut impl RunHost) -> Result<()> {
-    if models.release_for(plan, network, device) {
-        let loaded = host.load(network).await?;
-        models.hold(network, loaded)?;
-    }
-    Ok(())
+    let generation = models.sdxl(refined, limit.clone()).start(params, noise, device, &mut |w| host.warn(w))?;
+    denoise_and_decode(models, plan, refined, limit, generation, device, host).await
 }

@@ -274,6 +274,13 @@ impl Pipeline {
         self.models.peak_reserved() as f64
     }
 
+    /// The seconds the last run spent loading released networks again (from Cache Storage;
+    /// 0 when every network stayed resident).
+    #[wasm_bindgen(getter, js_name = reloadSeconds)]
+    pub fn reload_seconds(&self) -> f64 {
+        self.models.reloads.seconds
+    }
+
     /// Lowers the largest buffer a run may use below the GPU's (never raises it): larger
     /// decodes tile, larger sizes are refused. For trying the tiling on a small model.
     #[wasm_bindgen(js_name = lowerBufferLimit)]
