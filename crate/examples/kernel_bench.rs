@@ -19,8 +19,6 @@ use burn::tensor::activation::silu;
 use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
 use burn::tensor::{Device, Distribution, Tensor};
-use burn_cubecl::kernel::attention::flash_attention;
-use cubek::attention::forward::launch::{BlueprintStrategy, Strategy};
 use sdxl_web::device::DeviceChoice;
 use sdxl_web::kernels;
 use sdxl_web::models::attention::{MAX_SCORE_BYTES, merge_heads, scaled_dot_product, split_heads};
@@ -97,25 +95,18 @@ impl Bench {
             self.row(&format!("attention, burn's `attention` op: {shape}"), flops, burns, None);
         }
         // burn's flash attention with unit (non-accelerated) inner matmuls, which its `attention`
-        // op would choose only under autotune: launched directly, so a shape it refuses says so
-        // instead of falling back. Its scale is 1/√d, SDXL's.
-        let flash_unit = || -> Option<Tensor<3>> {
-            let cube = |t: &Tensor<3>| kernels::launch::wgpu_f32(&split_heads(t.clone(), heads));
-            let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
-            let unit = Strategy::Unit(BlueprintStrategy::Inferred(()));
-            match flash_attention(cube(&q)?, cube(&k)?, cube(&v)?, None, None, options, unit) {
-                Ok(out) => Some(merge_heads(kernels::launch::to_tensor::<4>(out))),
-                Err(error) => {
-                    println!("| attention, burn's FlashUnit: {shape} | refused: {error:?} | | | |");
-                    None
-                }
+        // op would choose only under autotune (what `multi_head` runs for the UNet).
+        let split = |t: &Tensor<3>| split_heads(t.clone(), heads);
+        let flash_unit = || kernels::attention::flash_unit(&split(&q), &split(&k), &split(&v), causal).map(merge_heads);
+        match flash_unit() {
+            Some(out) => {
+                let reference = merge_heads(scaled_dot_product(split(&q), split(&k), split(&v), causal));
+                let [out, reference] = [out, reference].map(|t| t.into_data().try_to_vec::<f32>().expect("f32"));
+                let error = sdxl_web::relative_error::relative_l2(&out, &reference);
+                let flash = self.seconds(|| flash_unit().expect("ran once"));
+                self.row(&format!("attention, burn's FlashUnit vs today's chunked path (relative error {error:.1e}): {shape}"), flops, flash, Some(today));
             }
-        };
-        if let Some(out) = flash_unit() {
-            let reference = merge_heads(scaled_dot_product(split_heads(q.clone(), heads), split_heads(k.clone(), heads), split_heads(v.clone(), heads), causal));
-            let error = sdxl_web::relative_error::relative_l2(&out.into_data().try_to_vec::<f32>().unwrap(), &reference.into_data().try_to_vec::<f32>().unwrap());
-            let flash = self.seconds(|| flash_unit().expect("ran once"));
-            self.row(&format!("attention, burn's FlashUnit vs today's chunked path (relative error {error:.1e}): {shape}"), flops, flash, Some(today));
+            None => println!("| attention, burn's FlashUnit: {shape} | does not apply | | | |"),
         }
     }
 

@@ -7,7 +7,7 @@ mod kernel_cases;
 
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use kernel_cases::{
-    ATTENTION_SHAPES, CONV_SHAPES, Case, EMBEDDING_SHAPES, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases,
+    ATTENTION_SHAPES, CONV_SHAPES, Case, EMBEDDING_SHAPES, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases, flash_unit_cases,
     embedding_cases, group_norm_cases, quantized_conv_cases,
 };
 use sdxl_web::kernels;
@@ -59,6 +59,11 @@ fn attention_matches_burn() {
     check(attention_cases(&wgpu(), &ATTENTION_SHAPES));
 }
 
+#[test]
+fn flash_unit_attention_matches_burn() {
+    check(flash_unit_cases(&wgpu(), &ATTENTION_SHAPES));
+}
+
 /// The same inputs on the CPU backend (burn's reference ops there) and through our kernels on
 /// wgpu agree too, and on the CPU backend the kernels' functions are burn's ops exactly.
 #[test]
@@ -75,6 +80,8 @@ fn kernels_on_wgpu_match_the_cpu_backend() {
 
     let q = Tensor::<3>::random([1, 70, 128], burn::tensor::Distribution::Normal(0.0, 1.0), &cpu);
     assert!(kernels::attention::fused(&q, &q, &q, 2, false).is_none(), "no kernel on the CPU backend");
+    let split = sdxl_web::models::attention::split_heads(q.clone(), 2);
+    assert!(kernels::attention::flash_unit(&split, &split, &split, false).is_none(), "no kernel on the CPU backend");
     let on_gpu = {
         let q = q.clone().to_device(&gpu);
         kernels::attention::fused(&q, &q, &q, 2, true).unwrap()
@@ -94,6 +101,11 @@ fn attention_declines_what_it_does_not_cover() {
     assert!(kernels::attention::fused(&t([1, 16, 80]), &t([1, 16, 80]), &t([1, 16, 80]), 2, false).is_none());
     assert!(kernels::attention::fused(&t([1, 8, 64]), &t([1, 16, 64]), &t([1, 16, 64]), 1, true).is_none());
     assert!(kernels::attention::fused(&t([1, 16, 64]), &t([1, 16, 64]), &t([1, 16, 64]), 1, false).is_some());
+    // burn's FlashUnit likewise, over split heads.
+    let t = |shape: [usize; 4]| Tensor::<4>::zeros(shape, &device);
+    assert!(kernels::attention::flash_unit(&t([1, 1, 16, 512]), &t([1, 1, 16, 512]), &t([1, 1, 16, 512]), false).is_none());
+    assert!(kernels::attention::flash_unit(&t([1, 1, 8, 64]), &t([1, 1, 16, 64]), &t([1, 1, 16, 64]), true).is_none());
+    assert!(kernels::attention::flash_unit(&t([1, 2, 16, 64]), &t([1, 2, 16, 64]), &t([1, 2, 16, 64]), false).is_some());
 }
 
 /// Past 65535 · 256 elements (the apply kernel's second dispatch dimension), with a mean of 40,

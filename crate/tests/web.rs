@@ -110,6 +110,7 @@ async fn our_kernels_match_burns_ops_on_webgpu() {
     let cases = kernel_cases::group_norm_cases(&device, &kernel_cases::GROUP_NORM_SHAPES)
         .into_iter()
         .chain(kernel_cases::attention_cases(&device, &kernel_cases::ATTENTION_SHAPES))
+        .chain(kernel_cases::flash_unit_cases(&device, &kernel_cases::ATTENTION_SHAPES))
         .chain(kernel_cases::conv_cases(&device, &kernel_cases::CONV_SHAPES))
         .chain(kernel_cases::quantized_conv_cases(&device, &kernel_cases::QUANTIZED_CONV_SHAPES))
         .chain(kernel_cases::embedding_cases(&device, &kernel_cases::EMBEDDING_SHAPES));

@@ -12,15 +12,20 @@ pub const MAX_SCORE_BYTES: usize = 128 << 20;
 
 /// Multi-head attention over projections q [batch, queries, heads·head_dim], k and v [batch,
 /// keys, heads·head_dim], returned as [batch, queries, heads·head_dim]. Every attention in SDXL
-/// goes through here: [`scaled_dot_product`] on split heads, or our fused kernel
-/// (`kernels::attention`: wgpu, head_dim 64) where it was measured faster (`kernel_bench`,
-/// README): CLIP's causal attention. On lavapipe it runs the UNet's attention at 0.35–0.55× the
-/// speed of burn's matmuls, so that stays on them.
+/// goes through here: on wgpu with head_dim 64 a fused kernel (`kernels::attention`), burn's
+/// `FlashUnit`, which measured fastest (`kernel_bench`, README: 2.1–3.0× today's chunked path on
+/// the UNet's attention, 2.5× on CLIP's causal one, where ours gave 2.0×), or ours where that
+/// declines a causal launch; elsewhere [`scaled_dot_product`] on split heads (the CPU backend,
+/// the VAE's 512-wide head).
 pub fn multi_head(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+    let (q_heads, k_heads, v_heads) = (split_heads(q.clone(), heads), split_heads(k.clone(), heads), split_heads(v.clone(), heads));
+    if let Some(out) = crate::kernels::attention::flash_unit(&q_heads, &k_heads, &v_heads, causal) {
+        return merge_heads(out);
+    }
     if causal && let Some(out) = crate::kernels::attention::fused(&q, &k, &v, heads, causal) {
         return out;
     }
-    merge_heads(scaled_dot_product(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads), causal))
+    merge_heads(scaled_dot_product(q_heads, k_heads, v_heads, causal))
 }
 
 /// softmax(q·kᵀ/√d [+ causal mask])·v over [batch, heads, tokens, head_dim], the queries taken in

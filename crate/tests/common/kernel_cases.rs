@@ -67,6 +67,21 @@ pub fn attention_cases(device: &Device, shapes: &[(usize, usize, usize, usize, b
         .collect()
 }
 
+/// burn's `FlashUnit` kernel against burn's ops (`scaled_dot_product`) on the same device, at
+/// the same shapes, over split heads [batch, heads, tokens, 64] (compared merged).
+pub fn flash_unit_cases(device: &Device, shapes: &[(usize, usize, usize, usize, bool)]) -> Vec<Case> {
+    shapes
+        .iter()
+        .map(|&(batch, queries, keys, heads, causal)| {
+            let dim = kernels::attention::HEAD_DIM;
+            let (q, k, v) = (normal([batch, heads, queries, dim], device), normal([batch, heads, keys, dim], device), normal([batch, heads, keys, dim], device));
+            let ours = kernels::attention::flash_unit(&q, &k, &v, causal).expect("FlashUnit applies on wgpu");
+            let reference = scaled_dot_product(q, k, v, causal);
+            (format!("FlashUnit attention {:?}", (batch, queries, keys, heads, causal)), merge_heads(ours), merge_heads(reference))
+        })
+        .collect()
+}
+
 /// ([batch, in, h, w], out channels, kernel, stride, [(top, bottom), (left, right)]): channel
 /// counts off the 64 × 64 tiles and K off its 16-step, the UNet's stride-2 downsampler, the VAE's
 /// (padding only bottom and right), a 1×1 shortcut, a single pixel.
