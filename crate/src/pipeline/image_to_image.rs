@@ -9,13 +9,13 @@ use burn::tensor::{Device, Tensor};
 use super::generation::{Generation, Noise, Phase, Progress};
 use super::memory_plan::{MemoryPlan, Network};
 use super::params::{BufferLimit, GenerateParams};
-use super::planned_run::{RunHost, denoise_and_decode, prepare};
-use super::sdxl::{Models, Reloads, Sdxl};
+use super::planned_run::{RunHost, begin, denoise_and_decode, prepare};
+use super::sdxl::{Models, Sdxl};
 use crate::error::{Error, Result};
 use crate::schedulers::{self, Scheduler};
 
 /// A refinement whose input was checked: its schedule and the step it starts from.
-pub struct Refining {
+struct Refining {
     scheduler: Box<dyn Scheduler>,
     first: usize,
 }
@@ -41,7 +41,7 @@ impl Sdxl<'_> {
     }
 
     /// The one validation of a refinement (an image of `dims`), before any network is needed.
-    pub fn check_refining(&self, dims: [usize; 3], strength: f64, params: &GenerateParams, warn: &mut dyn FnMut(String)) -> Result<Refining> {
+    fn check_refining(&self, dims: [usize; 3], strength: f64, params: &GenerateParams, warn: &mut dyn FnMut(String)) -> Result<Refining> {
         if self.refiner.is_none() {
             return Err(Error::Input { name: "refiner".into(), message: "refining an image needs a refiner".into() });
         }
@@ -118,8 +118,7 @@ pub async fn refine_planned(
 ) -> Result<Tensor<3>> {
     let refining = models.sdxl(true, limit.clone()).check_refining(image.dims(), strength, params, &mut |w| host.warn(w))?;
     let mut draw = noise.steps;
-    models.reloads = Reloads::default();
-    prepare(models, plan, Network::Vae, device, host).await?;
+    begin(models, plan, Network::Vae, device, host).await?;
     let latents = models.sdxl(true, limit.clone()).noised_image(image, &refining, &mut *draw)?;
     prepare(models, plan, Network::TextEncoders, device, host).await?;
     let generation = models.sdxl(true, limit.clone()).start_refining(refining, latents, params, draw, device, &mut |w| host.warn(w))?;

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use super::generation::{Generation, Stage, Step};
 use super::memory_plan::{MemoryPlan, Network};
 use super::params::BufferLimit;
-use super::sdxl::{Loaded, Models};
+use super::sdxl::{Loaded, Models, Reloads};
 use crate::clock;
 use crate::error::Result;
 
@@ -21,6 +21,13 @@ pub trait RunHost {
     async fn load(&mut self, network: Network) -> Result<Loaded>;
     async fn step(&mut self, step: Step) -> Result<()>;
     fn warn(&mut self, message: String);
+}
+
+/// Starts a run: its reloads counted from zero, the device holding what `plan` keeps for the
+/// first phase, which runs `network`.
+pub(super) async fn begin(models: &mut Models, plan: &MemoryPlan, network: Network, device: &Device, host: &mut impl RunHost) -> Result<()> {
+    models.reloads = Reloads::default();
+    prepare(models, plan, network, device, host).await
 }
 
 /// Makes the device hold what `plan` keeps for a phase running `network`.

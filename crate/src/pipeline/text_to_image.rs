@@ -9,8 +9,8 @@ use super::generation::{Denoise, Generation, Noise, Phase, Progress, Stage};
 use super::image::Image;
 use super::memory_plan::{MemoryPlan, Network};
 use super::params::{BufferLimit, GenerateParams};
-use super::planned_run::{RunHost, denoise_and_decode, prepare};
-use super::sdxl::{Models, Reloads, Sdxl};
+use super::planned_run::{RunHost, begin, denoise_and_decode};
+use super::sdxl::{Models, Sdxl};
 use crate::error::Result;
 use crate::schedulers;
 
@@ -88,8 +88,7 @@ pub async fn generate_planned(
 ) -> Result<Tensor<3>> {
     // Refused before anything loads; the warnings come once, from `start`.
     models.sdxl(refined, limit.clone()).check(params, &mut |_| {})?;
-    models.reloads = Reloads::default();
-    prepare(models, plan, Network::TextEncoders, device, host).await?;
+    begin(models, plan, Network::TextEncoders, device, host).await?;
     let generation = models.sdxl(refined, limit.clone()).start(params, noise, device, &mut |w| host.warn(w))?;
     denoise_and_decode(models, plan, refined, limit, generation, device, host).await
 }
