@@ -129,14 +129,14 @@ const handlers = {
     const plan = planMemory(loaders.flatMap(([, loader]) => loader.networkBytes()), memory);
     for (const [, loader] of loaders) loader.setResidency(plan.residency);
     const total = files.reduce((sum, file) => sum + file.size, 0);
-    pending = { loaders, files, total, cachedBytes, urls, bufferLimitMiB };
+    pending = { loaders, files, total, cachedBytes, urls, bufferLimitMiB, memory };
     post('plan', { total, cachedBytes, files: files.length, estimate: await estimate(), memory: plan });
     if (confirm || cachedBytes === total) await handlers.download();
   },
 
   async download() {
     if (!pending) throw store.failure('input', 'Nothing to download: load a model first.');
-    const { loaders, files, total, cachedBytes, urls, bufferLimitMiB } = pending;
+    const { loaders, files, total, cachedBytes, urls, bufferLimitMiB, memory } = pending;
     if (cachedBytes < total) await navigator.storage?.persist?.();
     const transfer = new Transfer(total, cachedBytes, performance.now());
     let last = 0;
@@ -182,7 +182,7 @@ const handlers = {
     report(true);
     const [base, refiner] = [loaders.find(([role]) => role === 'base')[1], loaders.find(([role]) => role === 'refiner')?.[1]];
     pending = null;
-    pipeline = new Pipeline(gpu, base, refiner);
+    pipeline = new Pipeline(gpu, base, refiner, memory);
     manifests = urls;
     if (bufferLimitMiB) pipeline.lowerBufferLimit(bufferLimitMiB * 1024 * 1024);
     post('loaded', { hasRefiner: pipeline.hasRefiner, sizeMultiple: pipeline.sizeMultiple, refinerSizeMultiple: pipeline.refinerSizeMultiple, fetched, files: files.length, estimate: await estimate(), memory: pipeline.plan, wasmBytes: wasm.memory.buffer.byteLength });
@@ -202,7 +202,7 @@ const handlers = {
         return !cancelRequested;
       }, reloadFile);
       const seconds = (performance.now() - started) / 1000;
-      post('image', { ...result, request, seconds, peakReserved: pipeline.peakReserved, reloadSeconds: pipeline.reloadSeconds, wasmBytes: wasm.memory.buffer.byteLength }, [result.rgba.buffer, result.png.buffer]);
+      post('image', { ...result, request, seconds, peakReserved: pipeline.peakReserved, phases: pipeline.phases, reloadSeconds: pipeline.reloadSeconds, wasmBytes: wasm.memory.buffer.byteLength }, [result.rgba.buffer, result.png.buffer]);
     } catch (error) {
       if (error.kind === 'cancelled') post('cancelled');
       else throw error;

@@ -145,7 +145,7 @@ mod cli {
             _ => buffer_limit,
         };
         let buffer_limit = buffer_limit.map(|(bytes, text)| BufferLimit { bytes, text });
-        let plan = MemoryPlan::choose(&NetworkBytes::default(), 0, Some(args.memory), None)?;
+        let plan = MemoryPlan::choose(&NetworkBytes::default(), &NetworkBytes::default(), Some(args.memory), None)?;
         // Resident: what the run needs, loaded up front (refining an image needs no base UNet).
         let loaded_first = match (args.memory, &input) {
             (Residency::Resident, None) => vec![Network::TextEncoders, Network::Unet, Network::Vae],
@@ -172,6 +172,7 @@ mod cli {
         };
         let refined = models.refiner.is_some();
         let mut host = Folders { base: &args.model, refiner: args.refiner.as_deref(), device: &device, progress: &mut TerminalProgress };
+        let working = models.sdxl(refined, buffer_limit.clone()).working(&params);
         let pixels = match input {
             Some(input) => folder::finished(refine_planned(
                 &mut models, &plan, buffer_limit, input, args.strength, &params, noise, &device, &mut host,
@@ -181,6 +182,15 @@ mod cli {
         let image = Image::new(pixels?.into_data());
         if models.peak_reserved() > 0 {
             eprintln!("GPU memory peak ({:?}): {} MiB reserved", args.memory, models.peak_reserved() >> 20);
+            for phase in &models.phases {
+                eprintln!(
+                    "  {}: {} MiB reserved when ready, {} MiB at its end; activations estimated at {} MiB",
+                    phase.network.describe(),
+                    phase.ready >> 20,
+                    phase.peak >> 20,
+                    working.of(phase.network).div_ceil(1 << 20)
+                );
+            }
         }
         if models.reloads.count > 0 {
             eprintln!("reloaded {} networks in {:.1} s", models.reloads.count, models.reloads.seconds);

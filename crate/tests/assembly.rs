@@ -157,7 +157,7 @@ fn a_sequential_assembly_checks_every_file_and_loads_each_network_for_its_phase(
     let (base, refiner) = (base.into_base().unwrap(), refiner.into_refiner().unwrap());
     assert!(base.text_encoders().is_err() && base.unet().is_err() && base.vae().is_err() && refiner.unet().is_err());
 
-    let plan = MemoryPlan::choose(&bytes, 0, Some(Residency::Sequential), None).unwrap();
+    let plan = MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(Residency::Sequential), None).unwrap();
     assert_eq!(plan.peak_weights, bytes.unet.max(bytes.text_encoders).max(bytes.vae).max(bytes.refiner_unet.unwrap()));
     let mut models = Models::new(base, Some(refiner));
     let mut host = CacheHost { cached, loads: Vec::new() };
@@ -169,7 +169,7 @@ fn a_sequential_assembly_checks_every_file_and_loads_each_network_for_its_phase(
 
     // The same image as the folders' pipeline with everything resident.
     let mut resident = Models::new(Base::from_folder(&base_dir, &device).unwrap(), Some(Refiner::from_folder(&refiner_dir, &device).unwrap()));
-    let plan = MemoryPlan::choose(&bytes, 0, Some(Residency::Resident), None).unwrap();
+    let plan = MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(Residency::Resident), None).unwrap();
     let mut folders = Folders { base: &base_dir, refiner: Some(&refiner_dir), device: &device, progress: &mut Quiet };
     let noise = Noise::from_seed(42, &device);
     let expected = planned(&mut resident, &plan, true, None, &params, noise, &device, &mut folders).unwrap();

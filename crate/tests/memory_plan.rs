@@ -58,7 +58,7 @@ fn params() -> GenerateParams {
 }
 
 fn plan(residency: Residency) -> MemoryPlan {
-    MemoryPlan::choose(&NetworkBytes::default(), 0, Some(residency), None).unwrap()
+    MemoryPlan::choose(&NetworkBytes::default(), &NetworkBytes::default(), Some(residency), None).unwrap()
 }
 
 /// The demo base with `loaded_first` loaded, and its refiner (its UNet loaded when resident).
@@ -96,6 +96,12 @@ fn sequential_and_resident_runs_give_the_same_image() {
     assert_eq!(held, [Network::Vae]);
     assert_eq!(sequential.pixels, resident.pixels);
     assert!(models.peak_reserved() > 0, "wgpu reports its pools");
+    // Each phase's memory, noted in order: what it started from and its peak (what `sdxl
+    // generate` prints beside the activations estimated).
+    let phases: Vec<Network> = models.phases.iter().map(|phase| phase.network).collect();
+    assert_eq!(phases, sequential_loads);
+    assert!(models.phases.iter().all(|phase| 0 < phase.ready && phase.ready <= phase.peak && phase.peak <= models.peak_reserved()), "{:?}", models.phases);
+    assert_eq!(models.phases.iter().map(|phase| phase.peak).max(), Some(models.peak_reserved()));
 }
 
 /// Refining an image (img2img) under `residency`: the pixels, and the networks loaded during
@@ -185,6 +191,30 @@ fn a_released_network_is_an_error_not_a_panic() {
     let error = planned(&mut models, &plan(Residency::Sequential), false, None, &bad, noise, &device, &mut host);
     assert_eq!(error.err().expect("refused").kind(), Kind::Input);
     assert_eq!(host.loads, []);
+
+    // So is a size whose activations the budget cannot hold: the demo at 64² needs less than
+    // 1 MiB besides its weights; at 1024² its UNet's skip connections alone take 9 MiB, and its
+    // VAE's decode (the phase that needs the most) three activations of 64 MiB.
+    let one_mib = MemoryBudget { bytes: MIB, text: "the budget is 1 MiB".into() };
+    let small = models.sdxl(false, None).working(&params());
+    let budgeted = MemoryPlan::choose(&NetworkBytes::default(), &small, Some(Residency::Sequential), Some(&one_mib)).unwrap();
+    let mut large = params();
+    (large.width, large.height) = (1024, 1024);
+    let working = models.sdxl(false, None).working(&large);
+    assert!(working.unet > 9 * MIB, "{working:?}");
+    assert_eq!(working.vae, 192 * MIB);
+    let noise = Noise::from_seed(1, &device);
+    let error = planned(&mut models, &budgeted, false, None, &large, noise, &device, &mut host).err().expect("over the budget");
+    assert_eq!(error.kind(), Kind::Input);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "input `memory`: this model needs {0} MiB of GPU memory even with one network at a time (sequential) \
+             (0 MiB of weights, {0} MiB of activations); the budget is 1 MiB",
+            192
+        )
+    );
+    assert_eq!(host.loads, []);
 }
 
 const MIB: u64 = 1 << 20;
@@ -198,35 +228,52 @@ fn budget(mib: u64) -> MemoryBudget {
     MemoryBudget { bytes: mib * MIB, text: format!("the budget is {mib} MiB") }
 }
 
+/// Activations per network: the UNets' at some size, a VAE decode of `vae` MiB.
+fn activations(unet: u64, vae: u64) -> NetworkBytes {
+    NetworkBytes { text_encoders: 0, unet: unet * MIB, refiner_unet: Some(unet * MIB), vae: vae * MIB }
+}
+
 #[test]
 fn the_plan_fits_the_budget() {
     let bytes = sdxl_q8();
     assert_eq!(bytes.peak(Residency::Resident), (1090 + 3010 + 2300 + 160) * MIB);
     assert_eq!(bytes.peak(Residency::Sequential), 3010 * MIB);
-    let working = 300 * MIB;
+    let working = activations(300, 900);
 
-    // Unrequested: resident where everything fits, else sequential.
-    let roomy = MemoryPlan::choose(&bytes, working, None, Some(&budget(8000))).unwrap();
-    assert_eq!((roomy.residency, roomy.peak()), (Residency::Resident, (6560 + 300) * MIB));
-    let tight = MemoryPlan::choose(&bytes, working, None, Some(&budget(3500))).unwrap();
-    assert_eq!((tight.residency, tight.peak()), (Residency::Sequential, 3310 * MIB));
+    // Unrequested: resident where everything fits, else sequential. Resident holds every
+    // network in every phase (the VAE's activations then peak); sequential one network and its
+    // activations (the base UNet's phase: 3010 + 300, more than the VAE's 160 + 900).
+    let roomy = MemoryPlan::choose(&bytes, &working, None, Some(&budget(8000))).unwrap();
+    assert_eq!((roomy.residency, roomy.peak, roomy.peak_weights), (Residency::Resident, (6560 + 900) * MIB, 6560 * MIB));
+    let tight = MemoryPlan::choose(&bytes, &working, None, Some(&budget(3500))).unwrap();
+    assert_eq!((tight.residency, tight.peak, tight.peak_weights), (Residency::Sequential, 3310 * MIB, 3010 * MIB));
     // No budget: resident unless asked.
-    assert_eq!(MemoryPlan::choose(&bytes, working, None, None).unwrap().residency, Residency::Resident);
-    let asked = MemoryPlan::choose(&bytes, working, Some(Residency::Sequential), Some(&budget(8000))).unwrap();
+    assert_eq!(MemoryPlan::choose(&bytes, &working, None, None).unwrap().residency, Residency::Resident);
+    let asked = MemoryPlan::choose(&bytes, &working, Some(Residency::Sequential), Some(&budget(8000))).unwrap();
     assert_eq!(asked.residency, Residency::Sequential);
 
-    // Too small for any mode, or for the mode asked for: a clear error.
-    let error = MemoryPlan::choose(&bytes, working, None, Some(&budget(3000))).err().expect("too small");
+    // Too small for any mode, or for the mode asked for: a clear error naming the phase that
+    // needs the most.
+    let error = MemoryPlan::choose(&bytes, &working, None, Some(&budget(3000))).err().expect("too small");
     assert_eq!(error.kind(), Kind::Input);
     assert_eq!(
         error.to_string(),
         "input `memory`: this model needs 3310 MiB of GPU memory even with one network at a time (sequential) \
-         (3010 MiB of weights, 300 MiB to run); the budget is 3000 MiB"
+         (3010 MiB of weights, 300 MiB of activations); the budget is 3000 MiB"
     );
-    let error = MemoryPlan::choose(&bytes, working, Some(Residency::Resident), Some(&budget(3500))).err().expect("too small");
-    assert!(error.to_string().contains("needs 6860 MiB of GPU memory with every network resident"), "{error}");
-    let error = MemoryPlan::choose(&bytes, 0, None, Some(&budget(3000))).err().expect("too small");
+    let error = MemoryPlan::choose(&bytes, &working, Some(Residency::Resident), Some(&budget(3500))).err().expect("too small");
+    assert!(error.to_string().contains("needs 7460 MiB of GPU memory with every network resident (6560 MiB of weights, 900 MiB of"), "{error}");
+    let error = MemoryPlan::choose(&bytes, &NetworkBytes::default(), None, Some(&budget(3000))).err().expect("too small");
     assert!(error.to_string().contains("needs 3010 MiB of GPU memory even with one network at a time (sequential) (3010 MiB of weights); the"), "{error}");
+    // A VAE decode larger than the UNet's activations makes its phase the peak.
+    let error = MemoryPlan::choose(&bytes, &activations(300, 3400), None, Some(&budget(3500))).err().expect("too small");
+    assert!(error.to_string().contains("needs 3560 MiB of GPU memory even with one network at a time (sequential) (160 MiB of weights, 3400 MiB of activations)"), "{error}");
+
+    // A run at another size is checked against the same budget, in the same mode.
+    assert_eq!(tight.for_run(&working).unwrap(), tight);
+    assert_eq!(tight.for_run(&activations(400, 900)).unwrap().peak, 3410 * MIB);
+    let error = tight.for_run(&activations(600, 900)).err().expect("over the budget");
+    assert!(error.to_string().contains("needs 3610 MiB of GPU memory even with one network at a time (sequential) (3010 MiB of weights, 600 MiB of activations); the budget is 3500 MiB"), "{error}");
 
     // What a phase keeps.
     let all = Network::phases(true);

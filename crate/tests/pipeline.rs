@@ -167,7 +167,10 @@ fn invalid_parameters_are_refused() {
     // The widest activations per level, from the tiny UNet's config (channels 16, 32, 32; GEGLU
     // inner width 4 · 32): the last up block's first resnet input 32 + 16 at level 0, the
     // GEGLU projections (2 · 128) at levels 1 and 2.
-    assert_eq!(rules.unet_widths, [48, 256, 256]);
+    assert_eq!(rules.unet.widths, [48, 256, 256]);
+    // The skips per level: conv_in's 16 and two resnets' 16; the downsampler's 16 and two
+    // resnets' 32; the next downsampler's 32 and two resnets' 32.
+    assert_eq!(rules.unet.skip_widths, [48, 80, 96]);
     let mut odd = good.clone();
     odd.width = 72; // a multiple of 8 that the UNet's skip connections cannot take
     let error = Sdxl::new(&base, None).denoise(&odd, Noise::from_seed(0, &device), &device, &mut Recorder::default());

@@ -5,7 +5,7 @@
 use sdxl_web::models::presets;
 use sdxl_web::models::vae::VaeConfig;
 use sdxl_web::pipeline::conditioning::LongPrompt;
-use sdxl_web::pipeline::{BufferLimit, GenerateParams, SizeRules};
+use sdxl_web::pipeline::{BufferLimit, GenerateParams, SizeRules, UNetShape};
 use sdxl_web::schedulers::SchedulerKind;
 use sdxl_web::pipeline::{MemoryBudget, Residency};
 use sdxl_web::web::protocol::{Generate, MemoryRequest};
@@ -23,10 +23,20 @@ fn parse_generate(json: &str) -> sdxl_web::error::Result<Generate> {
 /// the GEGLU projections (2 · 4 · 640, 2 · 4 · 1280) below.
 const SDXL_UNET_WIDTHS: [u64; 3] = [960, 5120, 10240];
 
+/// SDXL base's skip connections per level (`UNet2DConditionModel::skip_widths_per_level`):
+/// `conv_in`'s 320 and two resnets' 320 at the latents' resolution; the downsampler's 320 and
+/// two resnets' 640 below; the next downsampler's 640 and two resnets' 1280 below that.
+const SDXL_UNET_SKIP_WIDTHS: [u64; 3] = [960, 1600, 3200];
+
+/// SDXL base's UNet as the size rules and the memory plan see it.
+fn sdxl_unet() -> UNetShape {
+    UNetShape { downsamplings: 2, widths: SDXL_UNET_WIDTHS.to_vec(), skip_widths: SDXL_UNET_SKIP_WIDTHS.to_vec() }
+}
+
 /// SDXL's rules (sizes in multiples of 32), on a GPU whose largest buffer is `limit` bytes.
 fn sdxl_rules(limit: Option<u64>) -> SizeRules {
     let buffer_limit = limit.map(|bytes| BufferLimit { bytes, text: format!("this GPU allows {} MiB", bytes >> 20) });
-    SizeRules { multiple: 32, vae: sdxl_vae(), unet_widths: SDXL_UNET_WIDTHS.to_vec(), buffer_limit }
+    SizeRules { multiple: 32, vae: sdxl_vae(), unet: sdxl_unet(), buffer_limit }
 }
 
 /// A request's parameters checked against SDXL on a GPU without buffer limits.
@@ -140,7 +150,7 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     assert!(error.contains("4096×4096 needs a 2560 MiB buffer to denoise"), "{error}");
     // Tiles shrink to 8 latents at the least: a limit below that tile's 4 MiB refuses the decode.
     let tiny_limit = BufferLimit { bytes: 1 << 20, text: "this GPU allows 1 MiB".into() };
-    let rules = SizeRules { unet_widths: vec![], buffer_limit: Some(tiny_limit), ..sdxl_rules(None) };
+    let rules = SizeRules { unet: UNetShape::default(), buffer_limit: Some(tiny_limit), ..sdxl_rules(None) };
     let mut params = GenerateParams::new("a");
     (params.width, params.height) = (256, 256);
     let error = params.validate(&rules).unwrap_err().to_string();
@@ -148,6 +158,29 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     // Absurd sizes saturate instead of overflowing (the largest multiple of 32 a wasm32 usize holds).
     let error = check((u32::MAX & !31) as usize, u64::MAX - 1).unwrap_err().to_string();
     assert!(error.contains("choose a smaller size"), "{error}");
+}
+
+/// Each network's activations, estimated from SDXL's shapes (`pipeline::working_memory`).
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn activations_are_estimated_from_the_shapes() {
+    let (unet, vae) = (sdxl_unet(), sdxl_vae());
+    let pixels = vae.latent_pixels(1024, 1024);
+    assert_eq!(pixels, 128 * 128);
+    // The skips at 1024² (batch 2, f32): 960 values per pixel at 128², 1600 at 64², 3200 at 32².
+    assert_eq!(unet.skip_bytes(pixels), (960 * 128 * 128 + 1600 * 64 * 64 + 3200 * 32 * 32) * 2 * 4);
+    assert_eq!(unet.skip_bytes(pixels), 195 << 20);
+    // The UNet: its skips and three of its widest activation (the 64² level's GEGLU, 160 MiB).
+    assert_eq!(unet.largest_bytes(pixels), sdxl_rules(None).largest_denoise_bytes(1024, 1024));
+    assert_eq!(unet.working_bytes(pixels), (195 + 3 * 160) << 20);
+    assert_eq!(unet.working_bytes(vae.latent_pixels(512, 512)), unet.working_bytes(pixels) / 4, "linear in the pixels");
+    // The VAE decoding 1024² whole: three of its 1 GiB activations (256 channels at 1024²); in
+    // the tiles a 256 MiB buffer limit asks for, three of 256 MiB.
+    assert_eq!(vae.working_bytes(1024, 1024, None), 3 << 30);
+    assert_eq!(vae.working_bytes(1024, 1024, Some(256 << 20)), 3 * (256 << 20));
+    assert_eq!(vae.working_bytes(1024, 1024, Some(1 << 30)), 3 << 30);
+    // Absurd sizes saturate.
+    assert_eq!(unet.working_bytes(u64::MAX), u64::MAX);
 }
 
 /// The page's form takes its defaults from the same place as `sdxl generate`'s flags.

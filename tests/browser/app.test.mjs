@@ -210,6 +210,25 @@ test('one network at a time: the resident image, networks reloaded from the cach
   assert.ok(image.reloadSeconds > 0, JSON.stringify(image.reloadSeconds));
   assert.match(image.status, /Reloading networks took \d+\.\d s/);
   console.log(`GPU memory peak (burn's pools, demo model): resident ${resident.peakReserved} B, sequential ${image.peakReserved} B; reloads ${image.reloadSeconds.toFixed(2)} s`);
+  // Each phase's memory is reported, in the order the networks ran.
+  const phases = await sequential.page.evaluate(() => window.sdxlApp.last.phases);
+  assert.deepEqual(phases.map((phase) => phase.network), ['textEncoders', 'unet', 'refinerUnet', 'vae']);
+  assert.ok(phases.every((phase) => phase.ready > 0 && phase.ready <= phase.peak), JSON.stringify(phases));
+
+  // A budget that holds the demo's weights and its activations at 64², not those at 1024² (its
+  // VAE decoding 1024² whole holds three activations of 64 MiB): that run is refused before
+  // it loads anything.
+  const budgeted = await openApp('?memory=sequential&budget=8', context);
+  assert.equal((await waitFor(budgeted.page, ['ready', 'failed', 'crashed'])).state, 'ready');
+  const beforeRefusal = requests.length;
+  await setParams(budgeted.page, { steps: 4, seed: 42, width: 1024, height: 1024 });
+  await budgeted.page.click('#generate');
+  await budgeted.page.waitForFunction(() => /needs \d+ MiB of GPU memory/.test(document.getElementById('status').textContent), null, { timeout: 60_000 });
+  const overBudget = await state(budgeted.page);
+  assert.equal(overBudget.state, 'ready', JSON.stringify(overBudget));
+  assert.match(overBudget.status, /needs \d+ MiB of GPU memory even with one network at a time \(sequential\) \(\d+ MiB of weights, 192 MiB of activations\); the GPU memory budget is 8 MiB/);
+  assert.deepEqual(requests.slice(beforeRefusal).filter((r) => r.path.includes('/demo-model/')), []);
+  assert.deepEqual(await pageImage(budgeted.page, { steps: 4, seed: 42 }).then((result) => result.rgba), resident.rgba);
 
   // A buffer limit below what a whole decode at 256² needs: the VAE decodes in tiles, and the
   // image equals native `sdxl generate` with the same limit.

@@ -432,6 +432,28 @@ impl UNet2DConditionModel {
         widths
     }
 
+    /// The skip connections a pass holds when its down path ends, in values per pixel of each
+    /// level (as [`Self::widths_per_level`]): `conv_in`'s output, every down resnet's output
+    /// (after its transformer) and every downsampler's output, each at its level. The up path
+    /// takes them back one per resnet, so until the first up block they are all alive at once.
+    pub fn skip_widths_per_level(&self) -> Vec<u64> {
+        let mut widths = vec![self.conv_in.weight.lazy_shape()[0] as u64];
+        let mut level = 0;
+        for block in &self.down_blocks {
+            for resnet in &block.resnets {
+                widths[level] += resnet.conv1.weight.lazy_shape()[0] as u64;
+            }
+            for downsampler in &block.downsamplers {
+                level += 1;
+                if widths.len() <= level {
+                    widths.push(0);
+                }
+                widths[level] += downsampler.conv.weight.lazy_shape()[0] as u64;
+            }
+        }
+        widths
+    }
+
     /// The conditioning vector every resnet receives: the timestep's embedding plus the
     /// embedding of the pooled text (`text_embeds` [B, P]) and the micro-conditioning
     /// (`time_ids` [B, N], each id as `addition_time_embed_dim` sinusoids).

@@ -116,9 +116,11 @@ pub async fn refine_planned(
     device: &Device,
     host: &mut impl RunHost,
 ) -> Result<Tensor<3>> {
-    let refining = models.sdxl(true, limit.clone()).check_refining(image.dims(), strength, params, &mut |w| host.warn(w))?;
+    let sdxl = models.sdxl(true, limit.clone());
+    let refining = sdxl.check_refining(image.dims(), strength, params, &mut |w| host.warn(w))?;
+    let working = sdxl.working(params);
     let mut draw = noise.steps;
-    begin(models, plan, Network::Vae, device, host).await?;
+    begin(models, plan, &working, Network::Vae, device, host).await?;
     let latents = models.sdxl(true, limit.clone()).noised_image(image, &refining, &mut *draw)?;
     prepare(models, plan, Network::TextEncoders, device, host).await?;
     let generation = models.sdxl(true, limit.clone()).start_refining(refining, latents, params, draw, device, &mut |w| host.warn(w))?;

@@ -9,7 +9,9 @@
 //!
 //! Both run the same computation in the same order, so their images are bit-identical. The
 //! plan is chosen before anything is downloaded or loaded, from the networks' sizes on the
-//! device (a converted model's shard sizes: weights stay as stored) and a budget.
+//! device (a converted model's shard sizes: weights stay as stored) and a budget; each run is
+//! checked against the same budget with its networks' activations at the run's size
+//! ([`super::working_memory`]) before it loads anything ([`MemoryPlan::for_run`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -107,11 +109,20 @@ impl NetworkBytes {
     /// resident (the refiner's too: it stays loaded for the runs that use it), the largest one
     /// when sequential.
     pub fn peak(&self, residency: Residency) -> u64 {
+        self.phases(residency, &NetworkBytes::default()).map(|(weights, _)| weights).max().unwrap_or(0)
+    }
+
+    /// Each phase's weights on the device under `residency` and its network's `working` bytes.
+    fn phases<'a>(&'a self, residency: Residency, working: &'a NetworkBytes) -> impl Iterator<Item = (u64, u64)> + 'a {
         let networks = Network::phases(self.refiner_unet.is_some());
-        match residency {
-            Residency::Resident => networks.iter().fold(0u64, |sum, &n| sum.saturating_add(self.of(n))),
-            Residency::Sequential => networks.iter().map(|&n| self.of(n)).max().unwrap_or(0),
-        }
+        let all = networks.iter().fold(0u64, |sum, &n| sum.saturating_add(self.of(n)));
+        networks.into_iter().map(move |network| {
+            let held = match residency {
+                Residency::Resident => all,
+                Residency::Sequential => self.of(network),
+            };
+            (held, working.of(network))
+        })
     }
 }
 
@@ -122,57 +133,72 @@ pub struct MemoryBudget {
     pub text: String,
 }
 
-/// The memory plan of a model: its residency and the weight bytes it peaks at.
+/// The memory plan of a model: its residency and what it peaks at.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemoryPlan {
     pub residency: Residency,
     /// The most weight bytes on the device at once.
     pub peak_weights: u64,
-    /// What running needs besides the weights (activations), as the caller estimated it.
-    pub working: u64,
+    /// The most bytes on the device at once: a phase's weights and its network's activations
+    /// at the size planned for ([`super::working_memory`]).
+    pub peak: u64,
+    /// What it was chosen from, to check a run of another size by ([`Self::for_run`]).
+    #[serde(skip)]
+    bytes: NetworkBytes,
+    #[serde(skip)]
+    budget: Option<MemoryBudget>,
 }
 
 impl MemoryPlan {
-    /// The plan for networks of `bytes` plus `working` bytes of activations within `budget`:
-    /// the `requested` residency, or without one resident where it fits and sequential where
-    /// only that fits. Fails, naming both figures, where the request (or, unrequested, every
-    /// mode) exceeds the budget: before anything is downloaded or loaded.
-    pub fn choose(bytes: &NetworkBytes, working: u64, requested: Option<Residency>, budget: Option<&MemoryBudget>) -> Result<MemoryPlan> {
-        let plan = |residency| MemoryPlan { residency, peak_weights: bytes.peak(residency), working };
+    /// The plan for networks of `bytes`, each needing `working` bytes of activations to run,
+    /// within `budget`: the `requested` residency, or without one resident where it fits and
+    /// sequential where only that fits. Fails, naming the figures, where the request (or,
+    /// unrequested, every mode) exceeds the budget: before anything is downloaded or loaded.
+    pub fn choose(bytes: &NetworkBytes, working: &NetworkBytes, requested: Option<Residency>, budget: Option<&MemoryBudget>) -> Result<MemoryPlan> {
+        let plan = |residency| MemoryPlan {
+            residency,
+            peak_weights: bytes.peak(residency),
+            peak: bytes.phases(residency, working).map(|(held, run)| held.saturating_add(run)).max().unwrap_or(0),
+            bytes: bytes.clone(),
+            budget: budget.cloned(),
+        };
         let candidates = match requested {
             Some(residency) => vec![residency],
             None => vec![Residency::Resident, Residency::Sequential],
         };
         let Some(budget) = budget else { return Ok(plan(candidates[0])) };
-        if let Some(&fits) = candidates.iter().find(|&&residency| plan(residency).peak() <= budget.bytes) {
+        if let Some(&fits) = candidates.iter().find(|&&residency| plan(residency).peak <= budget.bytes) {
             return Ok(plan(fits));
         }
-        let needed = plan(*candidates.last().expect("a candidate"));
+        let residency = *candidates.last().expect("a candidate");
         let mode = match requested {
             Some(Residency::Resident) => "with every network resident",
             _ => "even with one network at a time (sequential)",
         };
-        let working = match needed.working {
+        // The phase that needs the most.
+        let (held, run) = bytes.phases(residency, working).max_by_key(|&(held, run)| held.saturating_add(run)).unwrap_or((0, 0));
+        let activations = match run {
             0 => String::new(),
-            bytes => format!(", {} MiB to run", bytes.div_ceil(1 << 20)),
+            run => format!(", {} MiB of activations", run.div_ceil(1 << 20)),
         };
         Err(Error::Input {
             name: "memory".into(),
             message: format!(
-                "this model needs {} MiB of GPU memory {mode} ({} MiB of weights{working}); {}",
-                needed.peak().div_ceil(1 << 20),
-                needed.peak_weights.div_ceil(1 << 20),
+                "this model needs {} MiB of GPU memory {mode} ({} MiB of weights{activations}); {}",
+                held.saturating_add(run).div_ceil(1 << 20),
+                held.div_ceil(1 << 20),
                 budget.text
             ),
         })
     }
 
-    /// Weights and activations at their most.
-    pub fn peak(&self) -> u64 {
-        self.peak_weights.saturating_add(self.working)
+    /// This plan for a run whose networks need `working` bytes of activations: the same
+    /// residency, checked against the same budget (an `input` error before the run loads
+    /// anything where the run's size does not fit).
+    pub fn for_run(&self, working: &NetworkBytes) -> Result<MemoryPlan> {
+        MemoryPlan::choose(&self.bytes, working, Some(self.residency), self.budget.as_ref())
     }
-
     /// The networks to hold for a phase that runs `network`: all of them when resident (those
     /// of the model, `present`), only it when sequential.
     pub fn keep(&self, network: Network, present: &[Network]) -> Vec<Network> {

@@ -20,12 +20,13 @@ pub mod png;
 pub mod preview;
 pub mod sdxl;
 pub mod text_to_image;
+pub mod working_memory;
 
 pub use generation::{Generation, Noise, Progress, Stage, Step};
 pub use image::Image;
 pub use params::{BufferLimit, GenerateParams, SizeRules};
 pub use memory_plan::{MemoryBudget, MemoryPlan, Network, NetworkBytes, Residency};
-pub use sdxl::{Base, BaseParts, Loaded, Models, Refiner, Reloads, Sdxl, UNetShape};
+pub use sdxl::{Base, BaseParts, Loaded, Models, PhaseMemory, Refiner, Reloads, Sdxl, UNetShape};
 pub use image_to_image::refine_planned;
 pub use planned_run::RunHost;
 pub use text_to_image::generate_planned;

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::conditioning::LongPrompt;
+use super::sdxl::UNetShape;
 use crate::error::{Error, Result};
 use crate::models::vae::VaeConfig;
 use crate::schedulers::SchedulerKind;
@@ -181,9 +182,8 @@ pub struct SizeRules {
     /// downsampling (32 for SDXL), else the UNet's skip connections do not line up.
     pub multiple: usize,
     pub vae: VaeConfig,
-    /// The UNets' widest activation per resolution level (`UNet2DConditionModel::widths_per_level`,
-    /// the widest of the base's and the refiner's).
-    pub unet_widths: Vec<u64>,
+    /// The UNets' shapes: the larger of the base's and the refiner's at each level.
+    pub unet: UNetShape,
     /// The largest buffer a run may use, when something limits it.
     pub buffer_limit: Option<BufferLimit>,
 }
@@ -192,16 +192,7 @@ impl SizeRules {
     /// Bytes of the largest activation denoising a `width`×`height` image takes: a UNet pass at
     /// batch 2 (classifier-free guidance) over its latents.
     pub fn largest_denoise_bytes(&self, width: usize, height: usize) -> u64 {
-        let scale = self.vae.scale_factor().max(1) as u64;
-        let pixels = (width as u64 / scale).saturating_mul(height as u64 / scale);
-        let values = self
-            .unet_widths
-            .iter()
-            .enumerate()
-            .map(|(level, &width)| width.saturating_mul(pixels.checked_shr(2 * level as u32).unwrap_or(0)))
-            .max()
-            .unwrap_or(0);
-        values.saturating_mul(2 * size_of::<f32>() as u64)
+        self.unet.largest_bytes(self.vae.latent_pixels(width, height))
     }
 }
 

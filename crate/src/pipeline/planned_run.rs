@@ -6,7 +6,7 @@
 use burn::tensor::{Device, Tensor};
 
 use super::generation::{Generation, Stage, Step};
-use super::memory_plan::{MemoryPlan, Network};
+use super::memory_plan::{MemoryPlan, Network, NetworkBytes};
 use super::params::BufferLimit;
 use super::sdxl::{Loaded, Models, Reloads};
 use crate::clock;
@@ -23,10 +23,20 @@ pub trait RunHost {
     fn warn(&mut self, message: String);
 }
 
-/// Starts a run: its reloads counted from zero, the device holding what `plan` keeps for the
-/// first phase, which runs `network`.
-pub(super) async fn begin(models: &mut Models, plan: &MemoryPlan, network: Network, device: &Device, host: &mut impl RunHost) -> Result<()> {
+/// Starts a run whose networks need `working` bytes of activations: checked against the
+/// plan's budget before anything loads, its reloads and phases counted from zero, the device
+/// holding what `plan` keeps for the first phase, which runs `network`.
+pub(super) async fn begin(
+    models: &mut Models,
+    plan: &MemoryPlan,
+    working: &NetworkBytes,
+    network: Network,
+    device: &Device,
+    host: &mut impl RunHost,
+) -> Result<()> {
+    plan.for_run(working)?;
     models.reloads = Reloads::default();
+    models.phases.clear();
     prepare(models, plan, network, device, host).await
 }
 
@@ -39,6 +49,7 @@ pub(super) async fn prepare(models: &mut Models, plan: &MemoryPlan, network: Net
         models.reloads.count += 1;
         models.reloads.seconds += clock::seconds() - started;
     }
+    models.start_phase(network, device);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::conditioning::{PromptEmbeds, TextEncoder, encode_prompt, refiner_time_ids, windows_needed};
 use super::generation::{Denoise, Generation, Progress, Stage, Step};
-use super::memory_plan::{MemoryPlan, Network};
+use super::memory_plan::{MemoryPlan, Network, NetworkBytes};
 use super::image::Image;
 use super::params::{BufferLimit, GenerateParams, SizeRules};
 use crate::error::{Error, Result};
@@ -41,17 +41,33 @@ pub struct Refiner {
     unet_shape: UNetShape,
 }
 
-/// What the size rules need of a UNet, kept while it is released.
-#[derive(Clone, Debug)]
+/// What the size rules and the memory plan need of a UNet, kept while it is released: how
+/// often it halves the latents, and per resolution level its widest activation and the skip
+/// connections it keeps (values per pixel of the level,
+/// `UNet2DConditionModel::{widths_per_level, skip_widths_per_level}`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UNetShape {
-    downsamplings: usize,
-    widths: Vec<u64>,
+    pub downsamplings: usize,
+    pub widths: Vec<u64>,
+    pub skip_widths: Vec<u64>,
 }
 
 impl UNetShape {
     /// Reads shapes only: `unet` may be a module whose weights were never loaded.
     pub fn of(unet: &UNet2DConditionModel) -> Self {
-        Self { downsamplings: unet.downsamplings(), widths: unet.widths_per_level() }
+        Self { downsamplings: unet.downsamplings(), widths: unet.widths_per_level(), skip_widths: unet.skip_widths_per_level() }
+    }
+
+    /// The larger of the two at each level (two UNets' rules as one).
+    pub fn widest(&self, other: &UNetShape) -> UNetShape {
+        let widest = |a: &[u64], b: &[u64]| -> Vec<u64> {
+            (0..a.len().max(b.len())).map(|level| a.get(level).max(b.get(level)).copied().unwrap_or(0)).collect()
+        };
+        UNetShape {
+            downsamplings: self.downsamplings.max(other.downsamplings),
+            widths: widest(&self.widths, &other.widths),
+            skip_widths: widest(&self.skip_widths, &other.skip_widths),
+        }
     }
 }
 
@@ -125,7 +141,7 @@ impl Base {
         SizeRules {
             multiple: self.vae_config.scale_factor() << self.unet_shape.downsamplings,
             vae: self.vae_config.clone(),
-            unet_widths: self.unet_shape.widths.clone(),
+            unet: self.unet_shape.clone(),
             buffer_limit,
         }
     }
@@ -179,6 +195,17 @@ pub struct Models {
     peak_reserved: u64,
     /// The networks the last run under a plan loaded again, and the time that took.
     pub reloads: Reloads,
+    /// The device memory of each phase of the last run under a plan, in order.
+    pub phases: Vec<PhaseMemory>,
+}
+
+/// A phase's device memory: burn's reserved bytes when its network was ready to run, and at
+/// the phase's end (its peak: the pools only grow between cleanups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PhaseMemory {
+    pub network: Network,
+    pub ready: u64,
+    pub peak: u64,
 }
 
 /// Networks loaded during a run (what a sequential plan costs in time).
@@ -190,14 +217,28 @@ pub struct Reloads {
 
 impl Models {
     pub fn new(base: Base, refiner: Option<Refiner>) -> Self {
-        Self { base, refiner, peak_reserved: 0, reloads: Reloads::default() }
+        Self { base, refiner, peak_reserved: 0, reloads: Reloads::default(), phases: Vec::new() }
     }
 
     /// Notes the device's reserved memory (burn's pools only grow between cleanups, so a sample
-    /// at the end of a phase is that phase's peak).
+    /// at the end of a phase is that phase's peak), as the running phase's peak too.
     pub fn sample_memory(&mut self, device: &Device) {
         if let Some(usage) = device.memory_pool_usage() {
             self.peak_reserved = self.peak_reserved.max(usage.bytes_reserved);
+            if let Some(phase) = self.phases.last_mut() {
+                phase.peak = phase.peak.max(usage.bytes_reserved);
+            }
+        }
+    }
+
+    /// Starts a phase running `network`, which is ready: notes the memory it starts from (a
+    /// phase goes on while its network runs step after step).
+    pub fn start_phase(&mut self, network: Network, device: &Device) {
+        if self.phases.last().is_some_and(|phase| phase.network == network) {
+            return;
+        }
+        if let Some(usage) = device.memory_pool_usage() {
+            self.phases.push(PhaseMemory { network, ready: usage.bytes_reserved, peak: usage.bytes_reserved });
         }
     }
 
@@ -294,13 +335,8 @@ impl<'a> Sdxl<'a> {
     pub fn size_rules(&self) -> SizeRules {
         let mut rules = self.base.size_rules(self.buffer_limit.clone());
         if let Some(refiner) = self.refiner {
-            rules.multiple = rules.multiple.max(self.base.vae_config.scale_factor() << refiner.unet_shape.downsamplings);
-            for (level, &width) in refiner.unet_shape.widths.iter().enumerate() {
-                match rules.unet_widths.get_mut(level) {
-                    Some(widest) => *widest = (*widest).max(width),
-                    None => rules.unet_widths.push(width),
-                }
-            }
+            rules.unet = rules.unet.widest(&refiner.unet_shape);
+            rules.multiple = self.base.vae_config.scale_factor() << rules.unet.downsamplings;
         }
         rules
     }
@@ -312,6 +348,18 @@ impl<'a> Sdxl<'a> {
             warn(warning);
         }
         Ok(())
+    }
+
+    /// Each network's activations at the run's size, estimated ([`super::working_memory`]).
+    pub fn working(&self, params: &GenerateParams) -> NetworkBytes {
+        let vae = &self.base.vae_config;
+        let pixels = vae.latent_pixels(params.width, params.height);
+        NetworkBytes {
+            text_encoders: 0,
+            unet: self.base.unet_shape.working_bytes(pixels),
+            refiner_unet: self.refiner.map(|refiner| refiner.unet_shape.working_bytes(pixels)),
+            vae: vae.working_bytes(params.width, params.height, self.buffer_limit.as_ref().map(|limit| limit.bytes)),
+        }
     }
 
     /// The tiles decoding latents [1, 4, h, w] takes within the buffer limit (none: whole).

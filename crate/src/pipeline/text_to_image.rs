@@ -87,8 +87,10 @@ pub async fn generate_planned(
     host: &mut impl RunHost,
 ) -> Result<Tensor<3>> {
     // Refused before anything loads; the warnings come once, from `start`.
-    models.sdxl(refined, limit.clone()).check(params, &mut |_| {})?;
-    begin(models, plan, Network::TextEncoders, device, host).await?;
+    let sdxl = models.sdxl(refined, limit.clone());
+    sdxl.check(params, &mut |_| {})?;
+    let working = sdxl.working(params);
+    begin(models, plan, &working, Network::TextEncoders, device, host).await?;
     let generation = models.sdxl(refined, limit.clone()).start(params, noise, device, &mut |w| host.warn(w))?;
     denoise_and_decode(models, plan, refined, limit, generation, device, host).await
 }

@@ -177,17 +177,27 @@ impl ModelLoader {
 
 /// The memory plan for networks of `sizes` (the loaders' [`ModelLoader::network_bytes`]
 /// together) and the page's `request` (`{ memory, budgetMiB? }`, see `web::protocol`):
-/// `{ residency, peakWeights, working }`. Fails (kind `input`) where the budget is too small for
-/// the mode asked for, or for any mode: before anything is downloaded.
+/// `{ residency, peakWeights, peak }`. Fails (kind `input`) where the budget is too small for
+/// the weights in the mode asked for, or in any mode: before anything is downloaded. (The
+/// activations, which depend on the size asked for, are checked at each run, before it loads
+/// anything: [`Pipeline::new`].)
 #[wasm_bindgen(js_name = planMemory)]
 pub fn plan_memory(sizes: JsValue, request: JsValue) -> Result<JsValue, JsValue> {
-    let input = |e: serde_wasm_bindgen::Error| js_error(Error::Input { name: "memory".into(), message: e.to_string() });
-    let sizes: Vec<NetworkSize> = serde_wasm_bindgen::from_value(sizes).map_err(input)?;
-    let request: serde_json::Value = serde_wasm_bindgen::from_value(request).map_err(input)?;
-    let request = MemoryRequest::from_json(request).map_err(js_error)?;
+    let sizes: Vec<NetworkSize> = serde_wasm_bindgen::from_value(sizes).map_err(memory_input)?;
+    let request = memory_request(request)?;
     let bytes = NetworkBytes::from_sizes(sizes.into_iter().map(|size| (size.network, size.bytes as u64)));
-    let plan = MemoryPlan::choose(&bytes, 0, request.residency, request.budget.as_ref()).map_err(js_error)?;
+    let plan = MemoryPlan::choose(&bytes, &NetworkBytes::default(), request.residency, request.budget.as_ref()).map_err(js_error)?;
     Ok(to_js(&plan))
+}
+
+fn memory_input(e: serde_wasm_bindgen::Error) -> JsValue {
+    js_error(Error::Input { name: "memory".into(), message: e.to_string() })
+}
+
+/// The page's memory request, `{ memory, budgetMiB? }` (`web::protocol::MemoryRequest`).
+fn memory_request(request: JsValue) -> Result<MemoryRequest, JsValue> {
+    let request: serde_json::Value = serde_wasm_bindgen::from_value(request).map_err(memory_input)?;
+    MemoryRequest::from_json(request).map_err(js_error)
 }
 
 /// A loaded base model (and refiner): generation under its memory plan. `free()` releases its
@@ -237,9 +247,12 @@ fn rgba(rgb: &[u8]) -> ByteBuf {
 
 #[wasm_bindgen]
 impl Pipeline {
-    /// Takes the loaders, which must have every file (and the same residency).
+    /// Takes the loaders, which must have every file (and the same residency), and the page's
+    /// memory request (`{ memory, budgetMiB? }`, as for [`plan_memory`]): each run is checked
+    /// against its budget with the activations of the run's size before anything loads.
     #[wasm_bindgen(constructor)]
-    pub fn new(gpu: &Gpu, base: ModelLoader, refiner: Option<ModelLoader>) -> Result<Pipeline, JsValue> {
+    pub fn new(gpu: &Gpu, base: ModelLoader, refiner: Option<ModelLoader>, memory: JsValue) -> Result<Pipeline, JsValue> {
+        let request = memory_request(memory)?;
         let residency = base.assembly.residency();
         if refiner.as_ref().is_some_and(|refiner| refiner.assembly.residency() != residency) {
             return Err(tagged_error("the base and the refiner were loaded under different memory plans", "input"));
@@ -254,7 +267,8 @@ impl Pipeline {
             }
             None => None,
         };
-        let plan = MemoryPlan::choose(&NetworkBytes::from_sizes(sizes), 0, Some(residency), None).map_err(js_error)?;
+        let plan = MemoryPlan::choose(&NetworkBytes::from_sizes(sizes), &NetworkBytes::default(), Some(residency), request.budget.as_ref())
+            .map_err(js_error)?;
         let limits = gpu.setup.device.limits();
         let bytes = limits.max_buffer_size.min(limits.max_storage_buffer_binding_size.into());
         let buffer_limit = BufferLimit { bytes, text: format!("this GPU allows {} MiB", bytes >> 20) };
@@ -262,7 +276,7 @@ impl Pipeline {
         Ok(Pipeline { models: Models::new(base, refiner), plan, cached, device: gpu.device.clone(), buffer_limit })
     }
 
-    /// The memory plan: `{ residency, peakWeights, working }`.
+    /// The memory plan: `{ residency, peakWeights, peak }`.
     #[wasm_bindgen(getter)]
     pub fn plan(&self) -> JsValue {
         to_js(&self.plan)
@@ -272,6 +286,13 @@ impl Pipeline {
     #[wasm_bindgen(getter, js_name = peakReserved)]
     pub fn peak_reserved(&self) -> f64 {
         self.models.peak_reserved() as f64
+    }
+
+    /// The GPU memory of each phase of the last run: `[{ network, ready, peak }]`, burn's
+    /// reserved bytes when the phase's network was ready and at the phase's end.
+    #[wasm_bindgen(getter)]
+    pub fn phases(&self) -> JsValue {
+        to_js(&self.models.phases)
     }
 
     /// The seconds the last run spent loading released networks again (from Cache Storage;

@@ -1,0 +1,82 @@
+//! What a run needs on the device besides the weights: each network's activations at an image
+//! size, estimated from the network's shapes, for the memory plan ([`super::memory_plan`]).
+//!
+//! At its most a pass holds what it keeps for later (the UNet's skip connections, all alive
+//! when its down path ends) and its widest activation beside what is computed from it: a
+//! resnet's input with its normalized copy and its convolution's output, or a GEGLU projection
+//! with its gated half and their product. So a network counts its kept activations plus
+//! [`LIVE_WIDEST`] times its widest one, in f32, at batch 2 for a UNet (classifier-free
+//! guidance). Attention keeps no scores ([`crate::kernels::attention`]); the text encoders' 77
+//! tokens take a few MiB, not counted. `sdxl generate` prints the estimate beside what burn's
+//! pools measured in each phase.
+
+use super::sdxl::UNetShape;
+use crate::models::vae::VaeConfig;
+
+/// How many activations as wide as a pass's widest are alive at once.
+pub const LIVE_WIDEST: u64 = 3;
+
+/// Values per pixel of each level times the level's pixels, for latents of `pixels` (each
+/// level a quarter of the pixels of the one above).
+fn per_level(widths: &[u64], pixels: u64) -> impl Iterator<Item = u64> + '_ {
+    widths
+        .iter()
+        .enumerate()
+        .map(move |(level, &width)| width.saturating_mul(pixels.checked_shr(2 * level as u32).unwrap_or(0)))
+}
+
+/// Bytes of `values` f32 at batch 2.
+fn batch_of_two(values: u64) -> u64 {
+    values.saturating_mul(2 * size_of::<f32>() as u64)
+}
+
+impl UNetShape {
+    /// Bytes of the skip connections a pass over latents of `latent_pixels` holds when its
+    /// down path ends.
+    pub fn skip_bytes(&self, latent_pixels: u64) -> u64 {
+        batch_of_two(per_level(&self.skip_widths, latent_pixels).fold(0u64, u64::saturating_add))
+    }
+
+    /// Bytes of a pass's largest activation.
+    pub fn largest_bytes(&self, latent_pixels: u64) -> u64 {
+        batch_of_two(per_level(&self.widths, latent_pixels).max().unwrap_or(0))
+    }
+
+    /// Bytes of activations a pass holds at its most: its skips and [`LIVE_WIDEST`] of its
+    /// largest.
+    pub fn working_bytes(&self, latent_pixels: u64) -> u64 {
+        self.skip_bytes(latent_pixels).saturating_add(LIVE_WIDEST.saturating_mul(self.largest_bytes(latent_pixels)))
+    }
+}
+
+impl VaeConfig {
+    /// The latents' pixels of a `width`×`height` image.
+    pub fn latent_pixels(&self, width: usize, height: usize) -> u64 {
+        let scale = self.scale_factor().max(1) as u64;
+        (width as u64 / scale).saturating_mul(height as u64 / scale)
+    }
+
+    /// Bytes of activations decoding (or encoding, for an image to refine) a `width`×`height`
+    /// image holds at its most, in the tiles a buffer limit of `limit` bytes asks for:
+    /// [`LIVE_WIDEST`] of its largest activation.
+    pub fn working_bytes(&self, width: usize, height: usize, limit: Option<u64>) -> u64 {
+        let largest = match limit {
+            None => self.largest_decode_bytes(width, height).max(self.largest_encode_bytes(width, height)),
+            Some(limit) => {
+                // A size no tiling fits is refused (`GenerateParams::validate`): what it would need.
+                let decode = match self.decode_tiling(width, height, limit) {
+                    Ok(Some(tiling)) => self.largest_tiled_decode_bytes(&tiling, width, height),
+                    Ok(None) => self.largest_decode_bytes(width, height),
+                    Err(needed) => needed,
+                };
+                let encode = match self.encode_tiling(width, height, limit) {
+                    Ok(Some(tiling)) => self.largest_tiled_encode_bytes(&tiling, width, height),
+                    Ok(None) => self.largest_encode_bytes(width, height),
+                    Err(needed) => needed,
+                };
+                decode.max(encode)
+            }
+        };
+        LIVE_WIDEST.saturating_mul(largest)
+    }
+}
