@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod kernel_bench;
 pub mod kernels;
 pub mod models;
 pub mod noise;

@@ -14,7 +14,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::protocol::{Generate, MemoryRequest};
 use crate::error::Error;
-use crate::ops_check;
+use crate::{kernel_bench, ops_check};
 use crate::pipeline::assembly::{Assembly, CachedModel, NeededFile, Role};
 use crate::pipeline::png::{encode_png, parameters_text, to_rgb8};
 use crate::pipeline::preview::latent_preview;
@@ -114,6 +114,17 @@ impl Gpu {
         let stages = ops_check::run(&self.device).await.map_err(|e| JsError::new(&e.to_string()))?;
         let stages: Vec<OpsStage> = stages.into_iter().map(|stage| OpsStage { name: stage.name, values: stage.values }).collect();
         Ok(to_js(&stages))
+    }
+
+    /// Runs the kernel benchmark on WebGPU (`crate::kernel_bench`, as the native example): the
+    /// ops named in `ops` (all of them when empty), at a quarter of the tokens and pixels when
+    /// `small`; `[{ op, ms, gflops, versusBurn, versusMatmul }]`.
+    #[wasm_bindgen(js_name = kernelBench)]
+    pub async fn kernel_bench(&self, small: bool, ops: Vec<String>) -> JsValue {
+        let bench = kernel_bench::Bench { device: self.device.clone(), small };
+        let mut rows = Vec::new();
+        bench.run(&ops, &mut |row| rows.push(row)).await;
+        to_js(&rows)
     }
 }
 

@@ -1,0 +1,234 @@
+//! The kernel benchmark: our kernels ([`crate::kernels`]) against burn's ops on SDXL's shapes,
+//! on one device in one run — each op's time, GFLOP/s, its ratio to burn's op for the same work,
+//! and its throughput as a ratio to burn's f32 matmul of equal FLOPs on the same device. One
+//! code for both places it runs: natively (`examples/kernel_bench.rs`, lavapipe or a GPU) and in
+//! the browser (`web/kernel-bench.html`, driven by `tests/browser/kernel-bench.mjs`).
+//!
+//! Shapes are those of a 1024² image (UNet levels 128², 64², 32²; the VAE decoder's last level
+//! at 1024²); `small` quarters the token and pixel counts, for CPU-emulated GPUs (lavapipe,
+//! SwiftShader). Each op runs once untimed (shader compilation, allocation), then [`RUNS`]
+//! times; the best run counts (a run ends when the device has finished it: [`finish`]).
+//! Nothing here is a test: it measures, it asserts nothing about time.
+
+use burn::nn::GroupNormConfig;
+use burn::tensor::activation::silu;
+use burn::tensor::module::{attention, conv2d};
+use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
+use burn::tensor::{Device, Distribution, Tensor};
+use serde::Serialize;
+
+use crate::clock;
+use crate::kernels;
+use crate::models::attention::{MAX_SCORE_BYTES, merge_heads, scaled_dot_product, split_heads};
+use crate::relative_error::relative_l2;
+use crate::weights::quant::{self, StoredDtype};
+
+/// Timed runs of each op after a first, untimed one.
+pub const RUNS: usize = 3;
+
+/// The ops the benchmark knows, by the names that select them.
+pub const OPS: [&str; 4] = ["attention", "group-norm", "conv", "linear"];
+
+/// One measured op.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    /// What ran, on which shape, against what.
+    pub op: String,
+    /// The best run, milliseconds.
+    pub ms: f64,
+    pub gflops: f64,
+    /// Burn's time for the same work over ours (more is faster).
+    pub versus_burn: Option<f64>,
+    /// Our throughput over burn's f32 matmul's on a problem of as many FLOPs.
+    pub versus_matmul: f64,
+}
+
+impl Row {
+    /// As a line of the Markdown table [`TABLE_HEADER`] starts.
+    pub fn markdown(&self) -> String {
+        let versus_burn = self.versus_burn.map_or("—".to_string(), |x| format!("{x:.2}×"));
+        format!("| {} | {:.2} | {:.2} | {versus_burn} | {:.2}× |", self.op, self.ms, self.gflops, self.versus_matmul)
+    }
+}
+
+/// The table's header, two Markdown lines.
+pub const TABLE_HEADER: &str = "| op | ms | GFLOP/s | ours vs burn | vs f32 matmul of equal FLOPs |\n|---|---|---|---|---|";
+
+/// The benchmark on one device.
+pub struct Bench {
+    pub device: Device,
+    /// A quarter of the tokens and pixels.
+    pub small: bool,
+}
+
+/// Waits for `tensor` to be computed: natively the device synchronized (as the benchmark always
+/// did); in the browser, where nothing may block, one of its values read back (WebGPU maps a
+/// buffer only once the work queued before it has finished). Natively on lavapipe a read-back
+/// did not time the work reliably (a 1024² matmul read back in 0.1 ms in one run, after 6 s in
+/// another), so it is not the clock there.
+async fn finish<const D: usize>(tensor: Tensor<D>) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let device = tensor.device();
+        drop(tensor);
+        device.sync().expect("the op runs");
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let first = tensor.flatten::<1>(0, D - 1).slice(0..1);
+        let _ = first.into_data_async().await;
+    }
+}
+
+/// `tensor`'s values (none where reading fails: the row's error then shows as NaN).
+async fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data_async().await.ok().and_then(|data| data.try_into_vec::<f32>().ok()).unwrap_or_default()
+}
+
+impl Bench {
+    /// Runs the ops named in `ops` (all of them when none is), calling `report` with each row.
+    pub async fn run(&self, ops: &[String], report: &mut dyn FnMut(Row)) {
+        let named = |op: &str| ops.is_empty() || ops.iter().any(|o| o == op);
+        // Token and pixel counts per level at 1024², or a quarter of them.
+        let s = |n: usize| if self.small { n / 2 } else { n };
+        let (level0, level1, level2) = (s(128), s(64), s(32));
+        if named("attention") {
+            self.attention("UNet 64² self", 2, 10, level1 * level1, level1 * level1, false, report).await;
+            self.attention("UNet 32² self", 2, 20, level2 * level2, level2 * level2, false, report).await;
+            self.attention("UNet 64² cross", 2, 10, level1 * level1, 77, false, report).await;
+            self.attention("CLIP ViT-bigG", 2, 20, 77, 77, true, report).await;
+        }
+        if named("group-norm") {
+            self.group_norm_silu("UNet 128²", [2, 320, level0, level0], report).await;
+            self.group_norm_silu("VAE 1024²", [1, 128, s(1024), s(1024)], report).await;
+        }
+        if named("conv") {
+            self.conv3x3("UNet 64², 640 ch", [2, 640, level1, level1], report).await;
+            self.conv3x3("VAE 512², 256 ch", [1, 256, s(512), s(512)], report).await;
+        }
+        if named("linear") {
+            self.linear("GEGLU proj, UNet 64²", 2 * level1 * level1, 640, 5120, report).await;
+        }
+    }
+
+    /// The best of `runs` timed runs of `op` after an untimed one, seconds.
+    pub async fn best_of<const D: usize>(&self, runs: usize, op: impl Fn() -> Tensor<D>) -> f64 {
+        finish(op()).await;
+        let mut best = f64::INFINITY;
+        for _ in 0..runs {
+            let start = clock::seconds();
+            finish(op()).await;
+            best = best.min(clock::seconds() - start);
+        }
+        best
+    }
+
+    async fn seconds<const D: usize>(&self, op: impl Fn() -> Tensor<D>) -> f64 {
+        self.best_of(RUNS, op).await
+    }
+
+    fn normal<const D: usize>(&self, shape: [usize; D]) -> Tensor<D> {
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &self.device)
+    }
+
+    /// Throughput of burn's f32 matmul on a square problem of about `flops`, GFLOP/s.
+    async fn matmul_gflops(&self, flops: f64) -> f64 {
+        let n = ((flops / 2.0).cbrt() / 16.0).round().max(1.0) as usize * 16;
+        let (a, b) = (self.normal([n, n]), self.normal([n, n]));
+        2.0 * (n as f64).powi(3) / self.seconds(|| a.clone().matmul(b.clone())).await / 1e9
+    }
+
+    /// The row of `op` taking `ours` seconds for `flops`, burn taking `burns` for the same work.
+    async fn row(&self, op: String, flops: f64, ours: f64, burns: Option<f64>) -> Row {
+        let gflops = flops / ours / 1e9;
+        let versus_matmul = gflops / self.matmul_gflops(flops).await;
+        Row { op, ms: ours * 1e3, gflops, versus_burn: burns.map(|burns| burns / ours), versus_matmul }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attention(&self, name: &str, batch: usize, heads: usize, queries: usize, keys: usize, causal: bool, report: &mut dyn FnMut(Row)) {
+        let width = heads * kernels::attention::HEAD_DIM;
+        let (q, k, v) = (self.normal([batch, queries, width]), self.normal([batch, keys, width]), self.normal([batch, keys, width]));
+        let flops = 4.0 * (batch * heads * queries * keys * kernels::attention::HEAD_DIM) as f64;
+        let split = |t: &Tensor<3>| split_heads(t.clone(), heads);
+        let chunked = || merge_heads(scaled_dot_product(split(&q), split(&k), split(&v), causal));
+        let today = self.seconds(chunked).await;
+        let shape = format!("{name} (B {batch}, H {heads}, {queries}×{keys}, d 64{})", if causal { ", causal" } else { "" });
+        let fused = || kernels::attention::fused(&q, &k, &v, heads, causal);
+        let row = match fused() {
+            Some(_) => {
+                let ours = self.seconds(|| fused().expect("applies")).await;
+                self.row(format!("attention, ours vs today's chunked path: {shape}"), flops, ours, Some(today)).await
+            }
+            None => self.row(format!("attention, today's chunked path (no kernel here): {shape}"), flops, today, None).await,
+        };
+        report(row);
+        // burn's own attention op (its unfused fallback without `autotune`), where its full
+        // score matrix fits one buffer.
+        if batch * heads * queries * keys * 4 <= MAX_SCORE_BYTES {
+            let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
+            let burns = self.seconds(|| merge_heads(attention(split(&q), split(&k), split(&v), None, None, options))).await;
+            report(self.row(format!("attention, burn's `attention` op: {shape}"), flops, burns, None).await);
+        }
+        // burn's flash attention with unit (non-accelerated) inner matmuls, which its
+        // `attention` op would choose only under autotune (what `multi_head` runs on wgpu).
+        let flash_unit = || kernels::attention::flash_unit(&split(&q), &split(&k), &split(&v), causal).map(merge_heads);
+        if let Some(out) = flash_unit() {
+            let error = relative_l2(&values(out).await, &values(chunked()).await);
+            let flash = self.seconds(|| flash_unit().expect("ran once")).await;
+            let op = format!("attention, burn's FlashUnit vs today's chunked path (relative error {error:.1e}): {shape}");
+            report(self.row(op, flops, flash, Some(today)).await);
+        }
+    }
+
+    async fn group_norm_silu(&self, name: &str, shape: [usize; 4], report: &mut dyn FnMut(Row)) {
+        let [_, channels, _, _] = shape;
+        let norm = GroupNormConfig::new(32, channels).init(&self.device);
+        let x = self.normal(shape);
+        let burns = self.seconds(|| silu(norm.forward(x.clone()))).await;
+        let ours = self.seconds(|| kernels::group_norm::norm_silu(&norm, x.clone())).await;
+        // About 10 FLOPs an element (statistics, normalize, affine, SiLU).
+        let flops = 10.0 * shape.iter().product::<usize>() as f64;
+        report(self.row(format!("GroupNorm(32) + SiLU, ours vs burn's ops: {name} {shape:?}"), flops, ours, Some(burns)).await);
+    }
+
+    async fn conv3x3(&self, name: &str, shape: [usize; 4], report: &mut dyn FnMut(Row)) {
+        let [batch, channels, height, width] = shape;
+        let (x, weight, bias) = (self.normal(shape), self.normal([channels, channels * 9]), self.normal([channels]));
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let kernel = weight.clone().reshape([channels, channels, 3, 3]);
+        let burns = self.seconds(|| conv2d(x.clone(), kernel.clone(), Some(bias.clone()), options.clone())).await;
+        let flops = 2.0 * (batch * channels * height * width * channels * 9) as f64;
+        let ours = || kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2]);
+        let row = match ours() {
+            Some(_) => {
+                let seconds = self.seconds(|| ours().expect("applies")).await;
+                self.row(format!("conv 3×3, ours vs burn's direct kernel: {name} {shape:?}"), flops, seconds, Some(burns)).await
+            }
+            None => self.row(format!("conv 3×3, burn's direct kernel (no kernel here): {name} {shape:?}"), flops, burns, None).await,
+        };
+        report(row);
+    }
+
+    /// A Linear of `inputs` → `outputs` over `tokens` rows: f32, and burn's q8/q4 matmul on our
+    /// block-32 weights (dequantized while read), as the model holds them.
+    async fn linear(&self, name: &str, tokens: usize, inputs: usize, outputs: usize, report: &mut dyn FnMut(Row)) {
+        let x = self.normal([tokens, inputs]);
+        let weight = self.normal([outputs, inputs]);
+        let flops = 2.0 * (tokens * inputs * outputs) as f64;
+        let f32_seconds = self.seconds(|| x.clone().matmul(weight.clone().transpose())).await;
+        report(self.row(format!("Linear f32: {name} ({tokens}×{inputs} · {inputs}×{outputs})"), flops, f32_seconds, None).await);
+        let weights = values(weight).await;
+        for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
+            let shape = [outputs, inputs];
+            let quantized = quant::encode(dtype, &weights, &shape, Some(32))
+                .ok()
+                .and_then(|bytes| quant::device_quantized(dtype, &bytes, &shape, Some(32), &self.device));
+            let Some(quantized) = quantized else { continue };
+            let seconds = self.seconds(|| x.clone().matmul(quantized.clone().transpose())).await;
+            let op = format!("Linear {dtype:?}, burn's fused-dequant matmul (× = f32 time / this): {name}");
+            report(self.row(op, flops, seconds, Some(f32_seconds)).await);
+        }
+    }
+}
