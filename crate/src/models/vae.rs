@@ -77,14 +77,19 @@ impl VaeConfig {
         1usize.checked_shl(self.block_out_channels.len().saturating_sub(1) as u32).unwrap_or(usize::MAX)
     }
 
+    /// The latents' pixels of a `width`×`height` image.
+    pub fn latent_pixels(&self, width: usize, height: usize) -> u64 {
+        let scale = self.scale_factor() as u64;
+        (width as u64 / scale).saturating_mul(height as u64 / scale)
+    }
+
     /// Bytes of the largest activation decoding a `width`×`height` image takes: the widest
     /// channel count entering or leaving an up block at that block's resolution, or leaving its
     /// upsampler at twice it (SDXL at 1024²: 256 channels at full size, 1 GiB). The mid-block's
     /// attention scores stay below `attention::MAX_SCORE_BYTES`.
     pub fn largest_decode_bytes(&self, width: usize, height: usize) -> u64 {
         let channels: Vec<u64> = self.block_out_channels.iter().rev().map(|&c| c as u64).collect();
-        let scale = self.scale_factor() as u64;
-        let latent_pixels = (width as u64 / scale).saturating_mul(height as u64 / scale);
+        let latent_pixels = self.latent_pixels(width, height);
         let (mut largest, mut input) = (0u64, channels.first().copied().unwrap_or(0));
         for (i, &output) in channels.iter().enumerate() {
             let pixels = latent_pixels.saturating_mul(1u64.checked_shl(2 * i as u32).unwrap_or(u64::MAX));

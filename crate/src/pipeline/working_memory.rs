@@ -12,6 +12,7 @@
 
 use super::sdxl::UNetShape;
 use crate::models::vae::VaeConfig;
+use crate::models::vae_tiling::VaeTiling;
 
 /// How many activations as wide as a pass's widest are alive at once.
 pub const LIVE_WIDEST: u64 = 3;
@@ -49,31 +50,28 @@ impl UNetShape {
     }
 }
 
-impl VaeConfig {
-    /// The latents' pixels of a `width`×`height` image.
-    pub fn latent_pixels(&self, width: usize, height: usize) -> u64 {
-        let scale = self.scale_factor().max(1) as u64;
-        (width as u64 / scale).saturating_mul(height as u64 / scale)
+/// A decode's or encode's largest activation: in the tiles `tiling` chose, whole where it chose
+/// none, or what the smallest tiles would need where none fit (such a size is refused by
+/// `GenerateParams::validate`).
+fn within_limit(tiling: Result<Option<VaeTiling>, u64>, tiled: impl Fn(&VaeTiling) -> u64, whole: u64) -> u64 {
+    match tiling {
+        Ok(Some(tiling)) => tiled(&tiling),
+        Ok(None) => whole,
+        Err(needed) => needed,
     }
+}
 
+impl VaeConfig {
     /// Bytes of activations decoding (or encoding, for an image to refine) a `width`×`height`
     /// image holds at its most, in the tiles a buffer limit of `limit` bytes asks for:
     /// [`LIVE_WIDEST`] of its largest activation.
     pub fn working_bytes(&self, width: usize, height: usize, limit: Option<u64>) -> u64 {
+        let (decode, encode) = (self.largest_decode_bytes(width, height), self.largest_encode_bytes(width, height));
         let largest = match limit {
-            None => self.largest_decode_bytes(width, height).max(self.largest_encode_bytes(width, height)),
+            None => decode.max(encode),
             Some(limit) => {
-                // A size no tiling fits is refused (`GenerateParams::validate`): what it would need.
-                let decode = match self.decode_tiling(width, height, limit) {
-                    Ok(Some(tiling)) => self.largest_tiled_decode_bytes(&tiling, width, height),
-                    Ok(None) => self.largest_decode_bytes(width, height),
-                    Err(needed) => needed,
-                };
-                let encode = match self.encode_tiling(width, height, limit) {
-                    Ok(Some(tiling)) => self.largest_tiled_encode_bytes(&tiling, width, height),
-                    Ok(None) => self.largest_encode_bytes(width, height),
-                    Err(needed) => needed,
-                };
+                let decode = within_limit(self.decode_tiling(width, height, limit), |t| self.largest_tiled_decode_bytes(t, width, height), decode);
+                let encode = within_limit(self.encode_tiling(width, height, limit), |t| self.largest_tiled_encode_bytes(t, width, height), encode);
                 decode.max(encode)
             }
         };
