@@ -10,6 +10,9 @@
 // then every invocation accumulates its 4 × 4 block over those 16. f32 throughout.
 // Tile sizes: 64 × 64 outputs, K step 16; workgroup memory 2 · 16 · 64 · 4 B = 8 KiB; 256
 // invocations.
+// Upsampling: with `up` = 1 the input is read as if upsampled ×2 by nearest neighbour first
+// (diffusers' `Upsample2D`: F.interpolate(scale_factor=2.0, mode="nearest") then the conv): the
+// loader reads x[iy / 2, ix / 2] of a 2H × 2W image that is never stored. 0: as it is.
 // Limits: workgroups (⌈N/64⌉, ⌈M/64⌉) each ≤ 65535; every index < 2^32.
 // Weights: a template (placeholders in double braces, filled by crate/src/kernels/conv.rs). The
 // placeholder `weights` is one of conv2d_weights_f32.wgsl (an f32 [M, C·kh·kw] row-major
@@ -18,7 +21,8 @@
 // `fn weight(flat) -> f32`; the placeholders `bias`, `out` and `info` number the bindings after
 // them.
 // Bindings: x [B, C, H, W], the weights, bias [M] (read), out [B, M, Ho, Wo] (write),
-// info = [B, C, H, W, M, Ho, Wo, kh, kw, stride, pad top, pad left, weights' own parameters].
+// info = [B, C, H, W, M, Ho, Wo, kh, kw, stride, pad top, pad left, up, weights' own parameters]
+// (H and W the stored input's).
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding({{ bias }}) var<storage, read_write> bias: array<f32>;
@@ -27,7 +31,7 @@
 
 // Bits per value of a quantized weight (the weights' own parameter); unused for f32 weights.
 fn weight_bits() -> u32 {
-    return info[12];
+    return info[13];
 }
 
 {{ weights }}
@@ -44,8 +48,12 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
         @builtin(local_invocation_index) local: u32) {
     let batch = info[0];
     let channels = info[1];
-    let height = info[2];
-    let width = info[3];
+    let up = info[12];
+    // The stored input's size, and the size the convolution sees (twice it when upsampling).
+    let stored_h = info[2];
+    let stored_w = info[3];
+    let height = stored_h << up;
+    let width = stored_w << up;
     let m_total = info[4];
     let out_h = info[5];
     let out_w = info[6];
@@ -101,7 +109,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
                 let iy = y0 + ky - pad_top;
                 let ix = x0 + kx - pad_left;
                 if (y0 + ky >= pad_top && x0 + kx >= pad_left && iy < height && ix < width) {
-                    value = x[(image_base + channel) * height * width + iy * width + ix];
+                    value = x[(image_base + channel) * stored_h * stored_w + (iy >> up) * stored_w + (ix >> up)];
                 }
             }
             x_tile[kk * 16u + my_pixel / 4u][my_pixel % 4u] = value;

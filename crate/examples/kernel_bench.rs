@@ -4,7 +4,7 @@
 //! ("before") and with our kernels ("after").
 //!
 //! `cargo run --release -p sdxl-web --example kernel_bench -- [wgpu|cpu] [--small] [--unet]
-//! [attention] [group-norm] [conv] [linear]` (the ops named, or all of them)
+//! [attention] [group-norm] [conv] [upsample] [linear]` (the ops named, or all of them)
 
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};

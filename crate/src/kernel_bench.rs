@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::clock;
 use crate::kernels;
 use crate::models::attention::{MAX_SCORE_BYTES, merge_heads, scaled_dot_product, split_heads};
+use crate::models::conv::upsample_nearest_2x;
 use crate::relative_error::relative_l2;
 use crate::weights::quant::{self, StoredDtype};
 
@@ -27,7 +28,7 @@ use crate::weights::quant::{self, StoredDtype};
 pub const RUNS: usize = 3;
 
 /// The ops the benchmark knows, by the names that select them.
-pub const OPS: [&str; 4] = ["attention", "group-norm", "conv", "linear"];
+pub const OPS: [&str; 5] = ["attention", "group-norm", "conv", "upsample", "linear"];
 
 /// One measured op.
 #[derive(Clone, Debug, Serialize)]
@@ -106,6 +107,10 @@ impl Bench {
         if named("conv") {
             self.conv3x3("UNet 64², 640 ch", [2, 640, level1, level1], report).await;
             self.conv3x3("VAE 512², 256 ch", [1, 256, s(512), s(512)], report).await;
+        }
+        if named("upsample") {
+            self.upsampled_conv3x3("UNet 64² → 128², 640 ch", [2, 640, level1, level1], report).await;
+            self.upsampled_conv3x3("VAE 512² → 1024², 256 ch", [1, 256, s(512), s(512)], report).await;
         }
         if named("linear") {
             self.linear("GEGLU proj, UNet 64²", 2 * level1 * level1, 640, 5120, report).await;
@@ -200,7 +205,7 @@ impl Bench {
         let kernel = weight.clone().reshape([channels, channels, 3, 3]);
         let burns = self.seconds(|| conv2d(x.clone(), kernel.clone(), Some(bias.clone()), options.clone())).await;
         let flops = 2.0 * (batch * channels * height * width * channels * 9) as f64;
-        let ours = || kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2]);
+        let ours = || kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2], false);
         let row = match ours() {
             Some(_) => {
                 let seconds = self.seconds(|| ours().expect("applies")).await;
@@ -209,6 +214,21 @@ impl Bench {
             None => self.row(format!("conv 3×3, burn's direct kernel (no kernel here): {name} {shape:?}"), flops, burns, None).await,
         };
         report(row);
+    }
+
+    /// `Upsample2D` on an input of `shape`: our conv reading the input upsampled ×2 as it goes,
+    /// against the upsampled input stored first and then convolved by our kernel.
+    async fn upsampled_conv3x3(&self, name: &str, shape: [usize; 4], report: &mut dyn FnMut(Row)) {
+        let [batch, channels, height, width] = shape;
+        let (x, weight, bias) = (self.normal(shape), self.normal([channels, channels * 9]), self.normal([channels]));
+        let flops = 2.0 * (batch * channels * 4 * height * width * channels * 9) as f64;
+        let fused = || kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2], true);
+        let stored = || kernels::conv::conv2d(&upsample_nearest_2x(x.clone()), &weight, &bias, 3, 1, [(1, 1); 2], false);
+        let (Some(_), Some(_)) = (fused(), stored()) else { return };
+        let stored_seconds = self.seconds(|| stored().expect("applies")).await;
+        let seconds = self.seconds(|| fused().expect("applies")).await;
+        let op = format!("×2 upsample + conv 3×3, read upsampled vs upsampled first (ours both): {name} {shape:?}");
+        report(self.row(op, flops, seconds, Some(stored_seconds)).await);
     }
 
     /// A Linear of `inputs` → `outputs` over `tokens` rows: f32, and burn's q8/q4 matmul on our

@@ -23,7 +23,7 @@ mod cli {
     use sdxl_web::pipeline::png::{decode_png, encode_png, parameters_text};
     use sdxl_web::pipeline::preview::Preview;
     use sdxl_web::pipeline::{
-        BufferLimit, GenerateParams, Image, MemoryPlan, Models, Network, NetworkBytes, Noise, Progress, Residency, Stage, folder,
+        BufferLimit, GenerateParams, Image, MemoryBudget, MemoryPlan, Models, Network, NetworkBytes, Noise, Progress, Residency, Stage, folder,
         generate_planned, refine_planned,
     };
     use sdxl_web::pipeline::folder::Folders;
@@ -100,6 +100,12 @@ mod cli {
         /// on a small model; the page takes `?bufferLimitMiB=` alike.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
         buffer_limit_mib: Option<u64>,
+        /// The GPU memory the run may use, MiB (converted models only: their shard sizes are
+        /// what the networks take on the device): a run whose phase needs more is refused
+        /// before it loads anything, and the VAE decodes in tiles where a whole decode would
+        /// not fit. The page's memory budget alike.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
+        budget_mib: Option<u64>,
     }
 
     /// A one-line progress bar on the terminal.
@@ -145,7 +151,17 @@ mod cli {
             _ => buffer_limit,
         };
         let buffer_limit = buffer_limit.map(|(bytes, text)| BufferLimit { bytes, text });
-        let plan = MemoryPlan::choose(&NetworkBytes::default(), &NetworkBytes::default(), Some(args.memory), None)?;
+        let plan = match args.budget_mib {
+            None => MemoryPlan::choose(&NetworkBytes::default(), &NetworkBytes::default(), Some(args.memory), None)?,
+            Some(mib) => {
+                let budget = MemoryBudget { bytes: mib << 20, text: format!("--budget-mib allows {mib} MiB") };
+                let bytes = folder::network_bytes(&args.model, args.refiner.as_deref())?.ok_or_else(|| Error::Input {
+                    name: "budget-mib".into(),
+                    message: "needs converted models (sdxl-weights): a diffusers folder's size on the device is known only once loaded".into(),
+                })?;
+                MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(args.memory), Some(&budget))?
+            }
+        };
         // Resident: what the run needs, loaded up front (refining an image needs no base UNet).
         let loaded_first = match (args.memory, &input) {
             (Residency::Resident, None) => vec![Network::TextEncoders, Network::Unet, Network::Vae],
@@ -172,7 +188,7 @@ mod cli {
         };
         let refined = models.refiner.is_some();
         let mut host = Folders { base: &args.model, refiner: args.refiner.as_deref(), device: &device, progress: &mut TerminalProgress };
-        let working = models.sdxl(refined, buffer_limit.clone()).working(&params);
+        let working = models.sdxl(refined, buffer_limit.clone()).within_plan(&plan).working(&params, input.is_some());
         let pixels = match input {
             Some(input) => folder::finished(refine_planned(
                 &mut models, &plan, buffer_limit, input, args.strength, &params, noise, &device, &mut host,

@@ -137,6 +137,45 @@ fn bad_input_is_a_message_not_a_panic() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// `--budget-mib`: a budget the weights exceed is refused before anything loads; one that
+/// leaves the VAE too little for a whole decode tiles it, and says so; a diffusers folder (whose
+/// size on the device is unknown before loading) is a clear error.
+#[test]
+fn a_budget_is_kept_or_refused_clearly() {
+    let out = std::env::temp_dir().join(format!("sdxl-generate-budget-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let refused = generate(&out, &["--budget-mib", "1"]);
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(message.contains("this model needs 2 MiB of GPU memory with every network resident"), "{message}");
+    assert!(message.contains("--budget-mib allows 1 MiB"), "{message}");
+
+    let size = ["--width", "256", "--height", "256", "--steps", "2", "--seed", "9"];
+    let tiled = generate(&out, &[&size[..], &["--memory", "sequential", "--budget-mib", "8"]].concat());
+    let message = String::from_utf8_lossy(&tiled.stderr);
+    assert!(tiled.status.success(), "{message}");
+    assert!(message.contains("256×256 is decoded in 36 overlapping tiles"), "{message}");
+    assert!(message.contains("--budget-mib allows 8 MiB, which leaves"), "{message}");
+    let tiled = image(&out);
+    let whole = generate(&out, &[&size[..], &["--memory", "sequential"]].concat());
+    assert!(whole.status.success());
+    assert!(!String::from_utf8_lossy(&whole.stderr).contains("tiles"));
+    assert_ne!(image(&out), tiled, "tiles see only their part of the latents");
+
+    let diffusers = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-sdxl-base");
+    let run = Command::new(env!("CARGO_BIN_EXE_sdxl"))
+        .args(["generate", "--prompt", "a", "--budget-mib", "100", "--out"])
+        .arg(out.join("image.png"))
+        .arg("--model")
+        .arg(&diffusers)
+        .output()
+        .unwrap();
+    let message = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(message.contains("input `budget-mib`: needs converted models (sdxl-weights)"), "{message}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
 /// Output paths are checked before anything runs, and a finished image is never lost to them.
 #[test]
 fn output_problems_are_found_before_the_run() {

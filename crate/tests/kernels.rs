@@ -8,7 +8,7 @@ mod kernel_cases;
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use kernel_cases::{
     ATTENTION_SHAPES, CONV_SHAPES, Case, EMBEDDING_SHAPES, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases, flash_unit_cases,
-    embedding_cases, group_norm_cases, quantized_conv_cases,
+    UPSAMPLED_CONV_SHAPES, embedding_cases, group_norm_cases, quantized_conv_cases, upsampled_conv_cases,
 };
 use sdxl_web::kernels;
 
@@ -42,6 +42,11 @@ fn group_norm_matches_burn() {
 #[test]
 fn conv_matches_burn() {
     check(conv_cases(&wgpu(), &CONV_SHAPES));
+}
+
+#[test]
+fn upsampled_conv_matches_burn_on_the_upsampled_input() {
+    check(upsampled_conv_cases(&wgpu(), &UPSAMPLED_CONV_SHAPES));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use sdxl_web::error::{Kind, Result};
 use sdxl_web::pipeline::folder::{self, Folders};
 use common::{Quiet, planned, relative_l2};
 use sdxl_web::pipeline::{
-    Base, GenerateParams, Image, Loaded, MemoryBudget, MemoryPlan, Models, Network, NetworkBytes, Noise, Refiner, Residency, RunHost,
+    Base, BufferLimit, GenerateParams, Image, Loaded, MemoryBudget, MemoryPlan, Models, Network, NetworkBytes, Noise, Refiner, Residency, RunHost,
     Sdxl, Step, refine_planned,
 };
 
@@ -34,6 +34,7 @@ const EVERY_BASE_NETWORK: [Network; 3] = [Network::TextEncoders, Network::Unet, 
 struct Logged<'a, 'f> {
     folders: &'a mut Folders<'f>,
     loads: Vec<Network>,
+    warnings: Vec<String>,
 }
 
 impl RunHost for Logged<'_, '_> {
@@ -47,7 +48,7 @@ impl RunHost for Logged<'_, '_> {
     }
 
     fn warn(&mut self, message: String) {
-        self.folders.warn(message);
+        self.warnings.push(message);
     }
 }
 
@@ -74,7 +75,7 @@ fn run(residency: Residency, device: &Device) -> (Image, Vec<Network>, Models) {
     let mut models = demo_models(residency, loaded_first, device);
     let (base, refiner) = (demo("base"), demo("refiner"));
     let mut folders = Folders { base: &base, refiner: Some(&refiner), device, progress: &mut Quiet };
-    let mut host = Logged { folders: &mut folders, loads: Vec::new() };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new(), warnings: Vec::new() };
     let noise = Noise::from_seed(42, device);
     let image = planned(&mut models, &plan(residency), true, None, &params(), noise, device, &mut host).unwrap();
     let loads = host.loads;
@@ -111,7 +112,7 @@ fn refine(residency: Residency, image: &Tensor<3>, device: &Device) -> (TensorDa
     let mut models = demo_models(residency, loaded_first, device);
     let (base, refiner) = (demo("base"), demo("refiner"));
     let mut folders = Folders { base: &base, refiner: Some(&refiner), device, progress: &mut Quiet };
-    let mut host = Logged { folders: &mut folders, loads: Vec::new() };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new(), warnings: Vec::new() };
     let noise = Noise::from_seed(7, device);
     let (plan, params) = (plan(residency), params());
     let run = refine_planned(&mut models, &plan, None, image.clone(), 0.6, &params, noise, device, &mut host);
@@ -186,7 +187,7 @@ fn a_released_network_is_an_error_not_a_panic() {
     bad.width = 65;
     let base = demo("base");
     let mut folders = Folders { base: &base, refiner: None, device: &device, progress: &mut Quiet };
-    let mut host = Logged { folders: &mut folders, loads: Vec::new() };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new(), warnings: Vec::new() };
     let noise = Noise::from_seed(1, &device);
     let error = planned(&mut models, &plan(Residency::Sequential), false, None, &bad, noise, &device, &mut host);
     assert_eq!(error.err().expect("refused").kind(), Kind::Input);
@@ -194,13 +195,14 @@ fn a_released_network_is_an_error_not_a_panic() {
 
     // So is a size whose activations the budget cannot hold: the demo at 64² needs less than
     // 1 MiB besides its weights; at 1024² its UNet's skip connections alone take 9 MiB, and its
-    // VAE's decode (the phase that needs the most) three activations of 64 MiB.
+    // VAE's whole decode three activations of 64 MiB. Under 1 MiB even the VAE's smallest tiles
+    // would not fit (the image they are assembled into takes 12 MiB).
     let one_mib = MemoryBudget { bytes: MIB, text: "the budget is 1 MiB".into() };
-    let small = models.sdxl(false, None).working(&params());
+    let small = models.sdxl(false, None).working(&params(), false);
     let budgeted = MemoryPlan::choose(&NetworkBytes::default(), &small, Some(Residency::Sequential), Some(&one_mib)).unwrap();
     let mut large = params();
     (large.width, large.height) = (1024, 1024);
-    let working = models.sdxl(false, None).working(&large);
+    let working = models.sdxl(false, None).working(&large, false);
     assert!(working.unet > 9 * MIB, "{working:?}");
     assert_eq!(working.vae, 192 * MIB);
     let noise = Noise::from_seed(1, &device);
@@ -208,10 +210,25 @@ fn a_released_network_is_an_error_not_a_panic() {
     assert_eq!(error.kind(), Kind::Input);
     assert_eq!(
         error.to_string(),
+        "input `size`: 1024×1024 needs a 12 MiB buffer to decode the image, even in tiles; the budget is 1 MiB, \
+         which leaves 0.3 MiB to each of the VAE's 3 largest activations: choose a smaller size"
+    );
+    // Under 40 MiB the VAE's tiles fit (three activations of at most 12 MiB); a UNet of 30 MiB
+    // with its activations does not, and the refusal names both.
+    let forty = MemoryBudget { bytes: 40 * MIB, text: "the budget is 40 MiB".into() };
+    let bytes = NetworkBytes { unet: 30 * MIB, ..NetworkBytes::default() };
+    let budgeted = MemoryPlan::choose(&bytes, &small, Some(Residency::Sequential), Some(&forty)).unwrap();
+    let within = models.sdxl(false, None).within_plan(&budgeted).working(&large, false);
+    assert!(within.vae <= 36 * MIB && 30 * MIB + within.unet > 40 * MIB, "{within:?}");
+    let noise = Noise::from_seed(1, &device);
+    let error = planned(&mut models, &budgeted, false, None, &large, noise, &device, &mut host).err().expect("over the budget");
+    assert_eq!(
+        error.to_string(),
         format!(
-            "input `memory`: this model needs {0} MiB of GPU memory even with one network at a time (sequential) \
-             (0 MiB of weights, {0} MiB of activations); the budget is 1 MiB",
-            192
+            "input `memory`: this model needs {} MiB of GPU memory even with one network at a time (sequential) \
+             (30 MiB of weights, {} MiB of activations); the budget is 40 MiB",
+            (30 * MIB + within.unet).div_ceil(MIB),
+            within.unet.div_ceil(MIB)
         )
     );
     assert_eq!(host.loads, []);
@@ -281,3 +298,71 @@ fn the_plan_fits_the_budget() {
     assert_eq!(tight.keep(Network::RefinerUnet, &all), [Network::RefinerUnet]);
 }
 
+
+/// A budget too small for a whole decode tiles the VAE: the run decodes in the tiles a buffer
+/// limit of the budget's share would pick (what the budget leaves the VAE's phase beside its
+/// weights, over the three activations a decode holds), says so, and its VAE phase needs less.
+#[test]
+fn a_budget_too_small_for_a_whole_decode_tiles_the_vae() {
+    let (device, _only) = wgpu();
+    let bytes = folder::network_bytes(&demo("base"), None).unwrap().expect("the demo is converted");
+    assert!(bytes.unet > 0 && bytes.vae > 0 && bytes.text_encoders > 0, "{bytes:?}");
+    let mut params = params();
+    (params.width, params.height, params.steps) = (256, 256, 2);
+    let mut models = Models::new(folder::base(&demo("base"), &[], &device).unwrap(), None);
+    let whole = models.sdxl(false, None).working(&params, false);
+    // At 256² the VAE's phase needs the most; a budget that holds every other phase exactly
+    // cannot hold a whole decode.
+    let others = (bytes.unet + whole.unet).max(bytes.text_encoders);
+    assert!(others < bytes.vae + whole.vae, "{bytes:?} {whole:?}");
+    let budget = MemoryBudget { bytes: others, text: "the test's budget".into() };
+    assert!(MemoryPlan::choose(&bytes, &whole, Some(Residency::Sequential), Some(&budget)).is_err(), "whole, it does not fit");
+    let plan = MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(Residency::Sequential), Some(&budget)).unwrap();
+    let limit = plan.vae_limit().expect("a budget limits the VAE");
+    assert_eq!(limit.bytes, (others - bytes.vae) / 3);
+    assert!(limit.text.starts_with("the test's budget, which leaves "), "{}", limit.text);
+    // Without a budget no limit; resident holds every network in the VAE's phase.
+    assert!(self::plan(Residency::Sequential).vae_limit().is_none());
+    let resident = MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(Residency::Resident), Some(&MemoryBudget { bytes: 1 << 40, text: String::new() })).unwrap();
+    assert_eq!(resident.vae_limit().unwrap().bytes, ((1 << 40) - bytes.peak(Residency::Resident)) / 3);
+
+    // Within the plan the VAE's activations fit what the budget leaves it.
+    let within = models.sdxl(false, None).within_plan(&plan).working(&params, false);
+    assert!(bytes.vae + within.vae <= others, "{within:?}");
+    assert_eq!(within.unet, whole.unet);
+    let tiling = models.base.vae_config.decode_tiling(256, 256, limit.bytes).unwrap().expect("tiles");
+
+    let base = demo("base");
+    let mut folders = Folders { base: &base, refiner: None, device: &device, progress: &mut Quiet };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new(), warnings: Vec::new() };
+    let image = planned(&mut models, &plan, false, None, &params, Noise::from_seed(3, &device), &device, &mut host).unwrap();
+    assert_eq!(host.loads, [Network::TextEncoders, Network::Unet, Network::Vae]);
+    let latents = 256 / models.base.vae_config.scale_factor();
+    let tiles = tiling.decode_tile_count(latents, latents);
+    assert!(
+        host.warnings.iter().any(|w| w.starts_with(&format!("256×256 is decoded in {tiles} overlapping tiles of {} px", tiling.tile_sample_min_size))
+            && w.ends_with(&limit.text)),
+        "{:?}",
+        host.warnings
+    );
+    let tiled_peak = models.phases.last().map(|phase| phase.peak - phase.ready);
+
+    // The same latents decoded in those tiles by the pipeline with every network loaded.
+    let base = Base::from_folder(&demo("base"), &device).unwrap();
+    let sdxl = Sdxl::new(&base, None);
+    let latents = sdxl.denoise(&params, Noise::from_seed(3, &device), &device, &mut Quiet).unwrap();
+    let tiled = Sdxl::new(&base, None).with_buffer_limit(BufferLimit { bytes: limit.bytes, text: String::new() }).decode(latents.clone()).unwrap();
+    assert_eq!(image.pixels, tiled.pixels);
+    assert_ne!(image.pixels, sdxl.decode(latents).unwrap().pixels, "tiles see only their part of the latents");
+
+    // Without the budget, the same run decodes whole; its VAE phase grows burn's pools more.
+    let mut models = Models::new(folder::base(&demo("base"), &[], &device).unwrap(), None);
+    let mut host = Logged { folders: &mut folders, loads: Vec::new(), warnings: Vec::new() };
+    planned(&mut models, &self::plan(Residency::Sequential), false, None, &params, Noise::from_seed(3, &device), &device, &mut host).unwrap();
+    assert!(host.warnings.iter().all(|w| !w.contains("tiles")), "{:?}", host.warnings);
+    let whole_peak = models.phases.last().map(|phase| phase.peak - phase.ready);
+    println!("VAE phase growth at 256²: {tiled_peak:?} bytes in tiles, {whole_peak:?} whole; estimated {} and {}", within.vae, whole.vae);
+    // Measured here: 2.2 MiB in tiles against 15.0 MiB whole (estimated 2.25 and 12).
+    let (Some(tiled_peak), Some(whole_peak)) = (tiled_peak, whole_peak) else { panic!("wgpu reports its pools") };
+    assert!(tiled_peak < whole_peak / 2, "{tiled_peak} in tiles, {whole_peak} whole");
+}

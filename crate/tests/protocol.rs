@@ -7,7 +7,7 @@ use sdxl_web::models::vae::VaeConfig;
 use sdxl_web::pipeline::conditioning::LongPrompt;
 use sdxl_web::pipeline::{BufferLimit, GenerateParams, SizeRules, UNetShape};
 use sdxl_web::schedulers::SchedulerKind;
-use sdxl_web::pipeline::{MemoryBudget, Residency};
+use sdxl_web::pipeline::{MemoryBudget, MemoryPlan, NetworkBytes, Residency};
 use sdxl_web::web::protocol::{Generate, MemoryRequest};
 
 fn sdxl_vae() -> VaeConfig {
@@ -36,7 +36,7 @@ fn sdxl_unet() -> UNetShape {
 /// SDXL's rules (sizes in multiples of 32), on a GPU whose largest buffer is `limit` bytes.
 fn sdxl_rules(limit: Option<u64>) -> SizeRules {
     let buffer_limit = limit.map(|bytes| BufferLimit { bytes, text: format!("this GPU allows {} MiB", bytes >> 20) });
-    SizeRules { multiple: 32, vae: sdxl_vae(), unet: sdxl_unet(), buffer_limit }
+    SizeRules { multiple: 32, vae: sdxl_vae(), unet: sdxl_unet(), vae_limit: buffer_limit.clone(), buffer_limit }
 }
 
 /// A request's parameters checked against SDXL on a GPU without buffer limits.
@@ -138,7 +138,7 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     let warnings = check(1024, (1 << 30) - 1).unwrap();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].starts_with("1024×1024 is decoded in 9 overlapping tiles of 512 px"), "{warnings:?}");
-    assert!(warnings[0].contains("a whole decode needs a 1024 MiB buffer, more than this GPU allows 1023 MiB"), "{warnings:?}");
+    assert!(warnings[0].contains("a whole decode needs a 1024 MiB buffer; this GPU allows 1023 MiB"), "{warnings:?}");
     // WebGPU's default maxBufferSize, 256 MiB, is enough for 1024².
     assert_eq!(vae.decode_tiling(1024, 1024, 256 << 20).unwrap().unwrap().tile_sample_min_size, 512);
     assert!(check(1024, 256 << 20).is_ok());
@@ -150,7 +150,7 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     assert!(error.contains("4096×4096 needs a 2560 MiB buffer to denoise"), "{error}");
     // Tiles shrink to 8 latents at the least: a limit below that tile's 4 MiB refuses the decode.
     let tiny_limit = BufferLimit { bytes: 1 << 20, text: "this GPU allows 1 MiB".into() };
-    let rules = SizeRules { unet: UNetShape::default(), buffer_limit: Some(tiny_limit), ..sdxl_rules(None) };
+    let rules = SizeRules { unet: UNetShape::default(), buffer_limit: Some(tiny_limit.clone()), vae_limit: Some(tiny_limit), ..sdxl_rules(None) };
     let mut params = GenerateParams::new("a");
     (params.width, params.height) = (256, 256);
     let error = params.validate(&rules).unwrap_err().to_string();
@@ -176,11 +176,49 @@ fn activations_are_estimated_from_the_shapes() {
     assert_eq!(unet.working_bytes(vae.latent_pixels(512, 512)), unet.working_bytes(pixels) / 4, "linear in the pixels");
     // The VAE decoding 1024² whole: three of its 1 GiB activations (256 channels at 1024²); in
     // the tiles a 256 MiB buffer limit asks for, three of 256 MiB.
-    assert_eq!(vae.working_bytes(1024, 1024, None), 3 << 30);
-    assert_eq!(vae.working_bytes(1024, 1024, Some(256 << 20)), 3 * (256 << 20));
-    assert_eq!(vae.working_bytes(1024, 1024, Some(1 << 30)), 3 << 30);
+    assert_eq!(vae.working_bytes(1024, 1024, None, false), 3 << 30);
+    assert_eq!(vae.working_bytes(1024, 1024, Some(256 << 20), false), 3 * (256 << 20));
+    assert_eq!(vae.working_bytes(1024, 1024, Some(1 << 30), false), 3 << 30);
+    // Encoding an image to refine as well: its largest, 512 MiB whole (128 channels at 1024²),
+    // counts where it exceeds the decode's; under 256 MiB it tiles to 128 MiB.
+    assert_eq!(vae.working_bytes(1024, 1024, Some(600 << 20), false), 3 * (256 << 20));
+    assert_eq!(vae.working_bytes(1024, 1024, Some(600 << 20), true), 3 * (512 << 20));
+    assert_eq!(vae.working_bytes(1024, 1024, Some(256 << 20), true), 3 * (256 << 20));
+    assert_eq!(vae.working_bytes(1024, 1024, None, true), 3 << 30);
     // Absurd sizes saturate.
     assert_eq!(unet.working_bytes(u64::MAX), u64::MAX);
+}
+
+/// SDXL base at 1024² one network at a time, its networks as converted (the shards' MiB): at
+/// q8 within 3.5 GiB (a whole decode fits beside the VAE's weights: 85 + 3 × 1024 MiB), at q4
+/// within 2.5 GiB only because the budget tiles the VAE. Either way the UNet's phase peaks: its
+/// weights, its skips and three of its widest activation.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn a_budget_tiles_sdxls_vae_to_fit_full_size_in_sequential_mode() {
+    const MIB: u64 = 1 << 20;
+    let (unet, vae) = (sdxl_unet(), sdxl_vae());
+    let pixels = vae.latent_pixels(1024, 1024);
+    for (shards, budget_mib, tile) in [([829, 2603, 85], 3584, None), ([440, 1379, 45], 2560, Some(512))] {
+        let [text_encoders, unet_bytes, vae_bytes] = shards.map(|mib: u64| mib * MIB);
+        let bytes = NetworkBytes { text_encoders, unet: unet_bytes, refiner_unet: None, vae: vae_bytes };
+        let budget = MemoryBudget { bytes: budget_mib * MIB, text: format!("the budget is {budget_mib} MiB") };
+        let plan = MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(Residency::Sequential), Some(&budget)).unwrap();
+        let limit = plan.vae_limit().unwrap();
+        assert_eq!(limit.bytes, (budget.bytes - vae_bytes) / 3);
+        let tiling = vae.decode_tiling(1024, 1024, limit.bytes).unwrap();
+        assert_eq!(tiling.map(|tiling| tiling.tile_sample_min_size), tile, "{budget_mib} MiB");
+        let working = NetworkBytes {
+            unet: unet.working_bytes(pixels),
+            vae: vae.working_bytes(1024, 1024, Some(limit.bytes), false),
+            ..NetworkBytes::default()
+        };
+        // Whole, three of 1 GiB; in 512 px tiles, three of 256 MiB.
+        assert_eq!(working.vae, if tile.is_some() { 768 * MIB } else { 3072 * MIB });
+        let run = plan.for_run(&working).unwrap();
+        assert_eq!(run.peak, unet_bytes + (195 + 3 * 160) * MIB);
+        assert!(run.peak <= budget.bytes);
+    }
 }
 
 /// The page's form takes its defaults from the same place as `sdxl generate`'s flags.

@@ -41,6 +41,9 @@ const GEMM_QUANTIZED: Wgsl = Wgsl {
 /// our kernel applies (wgpu, f32 input, within its dispatch limits); `None` otherwise. A weight
 /// kept block-quantized on the device (`quant::device_quantized`: q8/q4, blocks of 32) is read
 /// as stored, dequantized in the tile loader; another quantized weight is expanded first.
+/// `upsampled`: of `x` upsampled ×2 by nearest neighbour (diffusers' `Upsample2D`), read so by
+/// the tile loader from `x`, never stored ([batch, in, h, w] gives [batch, out, 2h, 2w] for a
+/// 3×3 conv with padding 1).
 pub fn conv2d(
     x: &Tensor<4>,
     weight: &Tensor<2>,
@@ -48,11 +51,14 @@ pub fn conv2d(
     kernel: usize,
     stride: usize,
     padding: [(usize, usize); 2],
+    upsampled: bool,
 ) -> Option<Tensor<4>> {
     if !super::enabled() {
         return None;
     }
-    let [batch, channels, height, width] = x.dims();
+    let up = usize::from(upsampled);
+    let [batch, channels, stored_h, stored_w] = x.dims();
+    let (height, width) = (stored_h << up, stored_w << up);
     let [outputs, k_total] = weight.dims();
     let [(top, bottom), (left, right)] = padding;
     if kernel == 0 || stride == 0 || k_total != channels * kernel * kernel || bias.dims() != [outputs] {
@@ -71,7 +77,7 @@ pub fn conv2d(
     }
     let (x, bias) = (wgpu_f32(x)?, wgpu_f32(bias)?);
     let out = empty_f32(&x, [batch, outputs, out_h, out_w].into());
-    let mut params = [batch, channels, height, width, outputs, out_h, out_w, kernel, kernel, stride, top, left].map(|n| n as u32).to_vec();
+    let mut params = [batch, channels, stored_h, stored_w, outputs, out_h, out_w, kernel, kernel, stride, top, left, up].map(|n| n as u32).to_vec();
     let workgroups = [columns.div_ceil(TILE) as u32, outputs.div_ceil(TILE) as u32, 1];
     if let Some((values, scales, bits)) = block_quantized(weight) {
         params.push(bits);

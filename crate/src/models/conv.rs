@@ -36,18 +36,43 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [channels_out, _] = self.weight.dims();
         // Our kernel on wgpu reads a block-quantized weight as stored.
         if let Some(bias) = &self.bias
-            && let Some(out) = crate::kernels::conv::conv2d(&x, &self.weight.val(), &bias.val(), self.kernel, self.stride, self.padding)
+            && let Some(out) = crate::kernels::conv::conv2d(&x, &self.weight.val(), &bias.val(), self.kernel, self.stride, self.padding, false)
         {
             return out;
         }
+        self.reference(x)
+    }
+
+    /// The convolution of `x` upsampled ×2 by nearest neighbour (`Upsample2D`'s): on wgpu our
+    /// kernel reads the upsampled input from `x` as it goes, never storing it (at SDXL's VAE
+    /// decoding 1024², a 1 GiB tensor); elsewhere `x` is upsampled first.
+    pub fn forward_upsampled(&self, x: Tensor<4>) -> Tensor<4> {
+        if let Some(bias) = &self.bias
+            && let Some(out) = crate::kernels::conv::conv2d(&x, &self.weight.val(), &bias.val(), self.kernel, self.stride, self.padding, true)
+        {
+            return out;
+        }
+        self.reference(upsample_nearest_2x(x))
+    }
+
+    /// burn's convolution (the CPU backend, or what our kernel does not cover).
+    fn reference(&self, x: Tensor<4>) -> Tensor<4> {
+        let [channels_out, _] = self.weight.dims();
         // A no-op for f32 weights; a quantized one is expanded for this call only.
         let weight = self.weight.val().dequantize().reshape([channels_out, self.channels_in, self.kernel, self.kernel]);
         let options = ConvOptions::new_with_padding([self.stride; 2], self.padding, [1, 1], 1);
         conv2d(x, weight, self.bias.as_ref().map(|bias| bias.val()), options)
     }
+}
+
+/// Nearest 2× by broadcasting: each pixel repeated into a 2×2 square, exactly.
+pub fn upsample_nearest_2x(x: Tensor<4>) -> Tensor<4> {
+    let [batch, channels, height, width] = x.dims();
+    x.reshape([batch, channels, height, 1, width, 1])
+        .expand([batch, channels, height, 2, width, 2])
+        .reshape([batch, channels, height * 2, width * 2])
 }
 
 /// 3×3, stride 1, padding 1: the resnets' and samplers' convolution.

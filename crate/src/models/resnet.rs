@@ -88,14 +88,6 @@ impl Upsample2D {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(upsample_nearest_2x(x))
+        self.conv.forward_upsampled(x)
     }
-}
-
-/// Nearest 2× by broadcasting: each pixel repeated into a 2×2 square, exactly.
-pub fn upsample_nearest_2x(x: Tensor<4>) -> Tensor<4> {
-    let [batch, channels, height, width] = x.dims();
-    x.reshape([batch, channels, height, 1, width, 1])
-        .expand([batch, channels, height, 2, width, 2])
-        .reshape([batch, channels, height * 2, width * 2])
 }

@@ -37,12 +37,14 @@ pub struct NeededFile {
     pub component: Option<String>,
 }
 
-/// The networks each role brings: the refiner shares text encoder 2 and the VAE with the base
-/// (the SDXL model card's ensemble of experts), so only its UNet is fetched.
-fn networks(role: Role) -> &'static [Network] {
-    match role {
-        Role::Base => &[Network::TextEncoders, Network::Unet, Network::Vae],
-        Role::Refiner => &[Network::RefinerUnet],
+impl Role {
+    /// The networks each role brings: the refiner shares text encoder 2 and the VAE with the
+    /// base (the SDXL model card's ensemble of experts), so only its UNet is fetched.
+    pub fn networks(self) -> &'static [Network] {
+        match self {
+            Role::Base => &[Network::TextEncoders, Network::Unet, Network::Vae],
+            Role::Refiner => &[Network::RefinerUnet],
+        }
     }
 }
 
@@ -127,9 +129,9 @@ impl Assembly {
                 component: None,
             }));
         }
-        needed.extend(needed_shards(&model, networks(role))?);
+        needed.extend(needed_shards(&model, role.networks())?);
         // Every network's config is checked now, before anything is downloaded.
-        let modules = Modules::of(&model, networks(role), device)?;
+        let modules = Modules::of(&model, role.networks(), device)?;
         let mut assembly = Self::with(model, role, needed, BTreeMap::new(), modules, device);
         assembly.set_residency(residency)?;
         Ok(assembly)
@@ -145,7 +147,7 @@ impl Assembly {
             return Ok(());
         }
         self.modules = match residency {
-            Residency::Resident => Modules::of(&self.model, networks(self.role), &self.device)?,
+            Residency::Resident => Modules::of(&self.model, self.role.networks(), &self.device)?,
             Residency::Sequential => Modules::default(),
         };
         self.residency = residency;
@@ -197,11 +199,7 @@ impl Assembly {
     /// Bytes each network of the role takes on the device: its shards' sizes (weights stay on
     /// the device as stored); the refiner's UNet under `unet` of its own model.
     pub fn network_bytes(&self) -> Vec<(Network, u64)> {
-        let shards = |component: &str| self.model.manifest().shards_of(component).map(|s| s.size).sum::<u64>();
-        networks(self.role)
-            .iter()
-            .map(|&network| (network, network.components().iter().map(|c| shards(c)).sum()))
-            .collect()
+        self.role.networks().iter().map(|&network| (network, network.bytes_in(self.model.manifest()))).collect()
     }
 
     /// Checks a needed file's bytes ([`Error::Integrity`] when they differ from the manifest:
@@ -341,7 +339,7 @@ impl CachedModel {
     /// An assembly of `network` alone: its shards are [`Assembly::needed`], then
     /// [`Assembly::into_network`].
     pub fn assembly(&self, network: Network, device: &Device) -> Result<Assembly> {
-        if !networks(self.role).contains(&network) {
+        if !self.role.networks().contains(&network) {
             return Err(Error::Unsupported(format!("{} is not part of this model", network.describe())));
         }
         let needed = needed_shards(&self.model, &[network])?;

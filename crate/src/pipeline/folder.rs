@@ -5,8 +5,9 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
+use super::assembly::Role;
 use super::conditioning::TextEncoder;
-use super::memory_plan::Network;
+use super::memory_plan::{Network, NetworkBytes};
 use super::parts::{self, BASE_PIPELINE, REFINER_PIPELINE, expect_pipeline};
 use super::sdxl::{Base, BaseParts, Loaded, Refiner, UNetShape};
 use super::generation::{Generation, Progress, Step};
@@ -78,6 +79,18 @@ pub fn refiner(dir: &Path, loaded: bool, device: &Device) -> Result<Refiner> {
     expect_pipeline(&model, REFINER_PIPELINE, "refiner")?;
     let (unet, shape) = unet(&model, loaded, device)?;
     Ok(Refiner::from_parts(&model, unet, shape))
+}
+
+/// Bytes each network of a base (and its refiner) takes on the device, from converted folders'
+/// manifests; `None` when a folder is a diffusers one (its networks' size on the device is
+/// known only once loaded).
+pub fn network_bytes(base: &Path, refiner: Option<&Path>) -> Result<Option<NetworkBytes>> {
+    let mut sizes = Vec::new();
+    for (dir, role) in std::iter::once((base, Role::Base)).chain(refiner.map(|dir| (dir, Role::Refiner))) {
+        let ModelFolder::Converted(model) = ModelFolder::open(dir)? else { return Ok(None) };
+        sizes.extend(role.networks().iter().map(|&network| (network, network.bytes_in(model.manifest()))));
+    }
+    Ok(Some(NetworkBytes::from_sizes(sizes)))
 }
 
 /// A run's host natively ([`RunHost`]): released networks load from their folders, steps go to

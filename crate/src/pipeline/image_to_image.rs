@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use super::generation::{Generation, Noise, Phase, Progress};
 use super::memory_plan::{MemoryPlan, Network};
 use super::params::{BufferLimit, GenerateParams};
-use super::planned_run::{RunHost, begin, denoise_and_decode, prepare};
+use super::planned_run::{RunHost, begin, denoise_and_decode, pipeline, prepare};
 use super::sdxl::{Models, Sdxl};
 use crate::error::{Error, Result};
 use crate::schedulers::{self, Scheduler};
@@ -116,13 +116,13 @@ pub async fn refine_planned(
     device: &Device,
     host: &mut impl RunHost,
 ) -> Result<Tensor<3>> {
-    let sdxl = models.sdxl(true, limit.clone());
+    let sdxl = pipeline(models, plan, true, &limit);
     let refining = sdxl.check_refining(image.dims(), strength, params, &mut |w| host.warn(w))?;
-    let working = sdxl.working(params);
+    let working = sdxl.working(params, true);
     let mut draw = noise.steps;
     begin(models, plan, &working, Network::Vae, device, host).await?;
-    let latents = models.sdxl(true, limit.clone()).noised_image(image, &refining, &mut *draw)?;
+    let latents = pipeline(models, plan, true, &limit).noised_image(image, &refining, &mut *draw)?;
     prepare(models, plan, Network::TextEncoders, device, host).await?;
-    let generation = models.sdxl(true, limit.clone()).start_refining(refining, latents, params, draw, device, &mut |w| host.warn(w))?;
+    let generation = pipeline(models, plan, true, &limit).start_refining(refining, latents, params, draw, device, &mut |w| host.warn(w))?;
     denoise_and_decode(models, plan, true, limit, generation, device, host).await
 }

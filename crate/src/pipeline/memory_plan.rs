@@ -7,7 +7,9 @@
 //!   the folder natively, from Cache Storage in the browser, never from the network), so the
 //!   peak holds the largest network rather than all of them.
 //!
-//! Both run the same computation in the same order, so their images are bit-identical. The
+//! Both run the same computation in the same order, so their images are bit-identical, unless
+//! a budget leaves the VAE too little for a whole decode: it then decodes in tiles
+//! ([`MemoryPlan::vae_limit`]; resident holds more weights in that phase, so it tiles first). The
 //! plan is chosen before anything is downloaded or loaded, from the networks' sizes on the
 //! device (a converted model's shard sizes: weights stay as stored) and a budget; each run is
 //! checked against the same budget with its networks' activations at the run's size
@@ -15,7 +17,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::params::BufferLimit;
+use super::working_memory::LIVE_WIDEST;
 use crate::error::{Error, Result};
+use crate::weights::manifest::Manifest;
 
 /// How the networks of a run are kept on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +52,12 @@ impl Network {
             Network::Unet | Network::RefinerUnet => &["unet"],
             Network::Vae => &["vae"],
         }
+    }
+
+    /// Bytes it takes on the device from a converted model (`manifest`): its components'
+    /// shards, as weights stay on the device as stored.
+    pub fn bytes_in(self, manifest: &Manifest) -> u64 {
+        self.components().iter().flat_map(|&component| manifest.shards_of(component)).map(|shard| shard.size).sum()
     }
 
     /// Its name in messages.
@@ -112,17 +123,21 @@ impl NetworkBytes {
         self.phases(residency, &NetworkBytes::default()).map(|(weights, _)| weights).max().unwrap_or(0)
     }
 
+    /// The weights on the device under `residency` in a phase that runs `network`: every
+    /// network's when resident, that one's when sequential.
+    fn held(&self, residency: Residency, network: Network) -> u64 {
+        match residency {
+            Residency::Resident => {
+                Network::phases(self.refiner_unet.is_some()).iter().fold(0u64, |sum, &n| sum.saturating_add(self.of(n)))
+            }
+            Residency::Sequential => self.of(network),
+        }
+    }
+
     /// Each phase's weights on the device under `residency` and its network's `working` bytes.
     fn phases<'a>(&'a self, residency: Residency, working: &'a NetworkBytes) -> impl Iterator<Item = (u64, u64)> + 'a {
         let networks = Network::phases(self.refiner_unet.is_some());
-        let all = networks.iter().fold(0u64, |sum, &n| sum.saturating_add(self.of(n)));
-        networks.into_iter().map(move |network| {
-            let held = match residency {
-                Residency::Resident => all,
-                Residency::Sequential => self.of(network),
-            };
-            (held, working.of(network))
-        })
+        networks.into_iter().map(move |network| (self.held(residency, network), working.of(network)))
     }
 }
 
@@ -199,6 +214,26 @@ impl MemoryPlan {
     pub fn for_run(&self, working: &NetworkBytes) -> Result<MemoryPlan> {
         MemoryPlan::choose(&self.bytes, working, Some(self.residency), self.budget.as_ref())
     }
+
+    /// The most one of the VAE's activations may take within the budget (`None` without one):
+    /// what the budget leaves the VAE's phase besides the weights held in it, shared by the
+    /// [`LIVE_WIDEST`] activations a decode or encode holds at once. The VAE tiles within it
+    /// ([`super::sdxl::Sdxl::within_plan`]), so a budget too small for a whole decode (SDXL's
+    /// at 1024² holds three activations of 1 GiB) still decodes, in smaller tiles, as diffusers'
+    /// tiling would; sizes the smallest tiles cannot fit are refused before the run.
+    pub fn vae_limit(&self) -> Option<BufferLimit> {
+        let budget = self.budget.as_ref()?;
+        let bytes = budget.bytes.saturating_sub(self.bytes.held(self.residency, Network::Vae)) / LIVE_WIDEST;
+        Some(BufferLimit {
+            bytes,
+            text: format!(
+                "{}, which leaves {:.1} MiB to each of the VAE's {LIVE_WIDEST} largest activations",
+                budget.text,
+                bytes as f64 / (1 << 20) as f64
+            ),
+        })
+    }
+
     /// The networks to hold for a phase that runs `network`: all of them when resident (those
     /// of the model, `present`), only it when sequential.
     pub fn keep(&self, network: Network, present: &[Network]) -> Vec<Network> {

@@ -133,27 +133,25 @@ impl GenerateParams {
             }
         }
         let mut warnings = Vec::new();
+        let (width, height) = (self.width, self.height);
+        let refuse = |needed: u64, what: &str, limit: &BufferLimit| {
+            invalid(
+                "size",
+                format!("{width}×{height} needs a {} MiB buffer {what}; {}: choose a smaller size", needed.div_ceil(1 << 20), limit.text),
+            )
+        };
         if let Some(limit) = &rules.buffer_limit {
-            let (width, height) = (self.width, self.height);
-            let refuse = |needed: u64, what: &str| {
-                invalid(
-                    "size",
-                    format!(
-                        "{width}×{height} needs a {} MiB buffer {what}; {}: choose a smaller size",
-                        needed.div_ceil(1 << 20),
-                        limit.text
-                    ),
-                )
-            };
             let denoise = rules.largest_denoise_bytes(width, height);
             if denoise > limit.bytes {
-                return refuse(denoise, "to denoise");
+                return refuse(denoise, "to denoise", limit);
             }
+        }
+        if let Some(limit) = &rules.vae_limit {
             match rules.vae.decode_tiling(width, height, limit.bytes) {
-                Err(needed) => return refuse(needed, "to decode the image, even in tiles"),
+                Err(needed) => return refuse(needed, "to decode the image, even in tiles", limit),
                 Ok(Some(tiling)) => warnings.push(format!(
                     "{width}×{height} is decoded in {} overlapping tiles of {} px (diffusers' VAE tiling): \
-                     a whole decode needs a {} MiB buffer, more than {}",
+                     a whole decode needs a {} MiB buffer; {}",
                     tiling.decode_tile_count(height / rules.vae.scale_factor(), width / rules.vae.scale_factor()),
                     tiling.tile_sample_min_size,
                     rules.vae.largest_decode_bytes(width, height).div_ceil(1 << 20),
@@ -186,6 +184,10 @@ pub struct SizeRules {
     pub unet: UNetShape,
     /// The largest buffer a run may use, when something limits it.
     pub buffer_limit: Option<BufferLimit>,
+    /// The largest activation the VAE may take: the buffer limit, or less where a memory
+    /// budget leaves the VAE's phase less ([`super::memory_plan::MemoryPlan::vae_limit`]).
+    /// Decoding and encoding tile within it.
+    pub vae_limit: Option<BufferLimit>,
 }
 
 impl SizeRules {
@@ -201,4 +203,14 @@ impl SizeRules {
 pub struct BufferLimit {
     pub bytes: u64,
     pub text: String,
+}
+
+impl BufferLimit {
+    /// The lower of two limits, where either is set (the first on a tie).
+    pub fn narrower(a: Option<&BufferLimit>, b: Option<&BufferLimit>) -> Option<BufferLimit> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(if b.bytes < a.bytes { b } else { a }.clone()),
+            (a, b) => a.or(b).cloned(),
+        }
+    }
 }

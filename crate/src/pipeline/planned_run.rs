@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor};
 use super::generation::{Generation, Stage, Step};
 use super::memory_plan::{MemoryPlan, Network, NetworkBytes};
 use super::params::BufferLimit;
-use super::sdxl::{Loaded, Models, Reloads};
+use super::sdxl::{Loaded, Models, Reloads, Sdxl};
 use crate::clock;
 use crate::error::Result;
 
@@ -38,6 +38,12 @@ pub(super) async fn begin(
     models.reloads = Reloads::default();
     models.phases.clear();
     prepare(models, plan, network, device, host).await
+}
+
+/// The pipeline of a run under `plan`: buffers within `limit`, the VAE's also within what the
+/// plan's budget leaves it ([`Sdxl::within_plan`]).
+pub(super) fn pipeline<'m>(models: &'m Models, plan: &MemoryPlan, refined: bool, limit: &Option<BufferLimit>) -> Sdxl<'m> {
+    models.sdxl(refined, limit.clone()).within_plan(plan)
 }
 
 /// Makes the device hold what `plan` keeps for a phase running `network`.
@@ -70,12 +76,12 @@ pub(super) async fn denoise_and_decode(
             Stage::Refiner => Network::RefinerUnet,
         };
         prepare(models, plan, network, device, host).await?;
-        if let Some(step) = models.sdxl(refined, limit.clone()).step(&mut generation)? {
+        if let Some(step) = pipeline(models, plan, refined, &limit).step(&mut generation)? {
             host.step(step).await?;
         }
     }
     prepare(models, plan, Network::Vae, device, host).await?;
-    let pixels = models.sdxl(refined, limit).decode_pixels(generation.latents());
+    let pixels = pipeline(models, plan, refined, &limit).decode_pixels(generation.latents());
     models.sample_memory(device);
     pixels
 }

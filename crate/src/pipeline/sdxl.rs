@@ -142,6 +142,7 @@ impl Base {
             multiple: self.vae_config.scale_factor() << self.unet_shape.downsamplings,
             vae: self.vae_config.clone(),
             unet: self.unet_shape.clone(),
+            vae_limit: buffer_limit.clone(),
             buffer_limit,
         }
     }
@@ -304,7 +305,7 @@ impl Models {
 
     /// The pipeline over these models, with the refiner when `refined`, within `limit`.
     pub fn sdxl(&self, refined: bool, limit: Option<BufferLimit>) -> Sdxl<'_> {
-        Sdxl { base: &self.base, refiner: self.refiner.as_ref().filter(|_| refined), buffer_limit: limit }
+        Sdxl { base: &self.base, refiner: self.refiner.as_ref().filter(|_| refined), buffer_limit: limit, vae_budget: None }
     }
 }
 
@@ -315,11 +316,14 @@ pub struct Sdxl<'a> {
     /// The largest buffer a run may use, where something limits it (a GPU's buffers, the
     /// host's memory): sizes that need more are refused, decoding tiles where that helps.
     pub buffer_limit: Option<BufferLimit>,
+    /// The most one of the VAE's activations may take within a memory plan's budget
+    /// ([`MemoryPlan::vae_limit`]): the VAE also tiles within it.
+    pub vae_budget: Option<BufferLimit>,
 }
 
 impl<'a> Sdxl<'a> {
     pub fn new(base: &'a Base, refiner: Option<&'a Refiner>) -> Self {
-        Self { base, refiner, buffer_limit: None }
+        Self { base, refiner, buffer_limit: None, vae_budget: None }
     }
 
     /// Refuses sizes that need a buffer larger than `limit`, and decodes in tiles the sizes
@@ -327,6 +331,20 @@ impl<'a> Sdxl<'a> {
     pub fn with_buffer_limit(mut self, limit: BufferLimit) -> Self {
         self.buffer_limit = Some(limit);
         self
+    }
+
+    /// Runs within `plan`: where its budget leaves the VAE's phase less than the buffer limit,
+    /// decoding and encoding tile to fit the budget (a whole decode of 1024² holds three
+    /// activations of 1 GiB).
+    pub fn within_plan(mut self, plan: &MemoryPlan) -> Self {
+        self.vae_budget = plan.vae_limit();
+        self
+    }
+
+    /// The largest activation the VAE may take: the narrower of the buffer limit and the
+    /// budget's.
+    fn vae_limit(&self) -> Option<BufferLimit> {
+        BufferLimit::narrower(self.buffer_limit.as_ref(), self.vae_budget.as_ref())
     }
 
     /// The sizes this pipeline can run: the base's, and the refiner's too when there is one (its
@@ -338,6 +356,7 @@ impl<'a> Sdxl<'a> {
             rules.unet = rules.unet.widest(&refiner.unet_shape);
             rules.multiple = self.base.vae_config.scale_factor() << rules.unet.downsamplings;
         }
+        rules.vae_limit = self.vae_limit();
         rules
     }
 
@@ -350,15 +369,16 @@ impl<'a> Sdxl<'a> {
         Ok(())
     }
 
-    /// Each network's activations at the run's size, estimated ([`super::working_memory`]).
-    pub fn working(&self, params: &GenerateParams) -> NetworkBytes {
+    /// Each network's activations at the run's size, estimated ([`super::working_memory`]);
+    /// the VAE's encoding too where the run `encodes` an image to refine.
+    pub fn working(&self, params: &GenerateParams, encodes: bool) -> NetworkBytes {
         let vae = &self.base.vae_config;
         let pixels = vae.latent_pixels(params.width, params.height);
         NetworkBytes {
             text_encoders: 0,
             unet: self.base.unet_shape.working_bytes(pixels),
             refiner_unet: self.refiner.map(|refiner| refiner.unet_shape.working_bytes(pixels)),
-            vae: vae.working_bytes(params.width, params.height, self.buffer_limit.as_ref().map(|limit| limit.bytes)),
+            vae: vae.working_bytes(params.width, params.height, self.vae_limit().map(|limit| limit.bytes), encodes),
         }
     }
 
@@ -382,7 +402,7 @@ impl<'a> Sdxl<'a> {
         what: &str,
         plan: fn(&VaeConfig, usize, usize, u64) -> std::result::Result<Option<VaeTiling>, u64>,
     ) -> Result<Option<VaeTiling>> {
-        let Some(limit) = &self.buffer_limit else { return Ok(None) };
+        let Some(limit) = self.vae_limit() else { return Ok(None) };
         plan(&self.base.vae_config, width, height, limit.bytes).map_err(|needed| Error::Input {
             name: "size".into(),
             message: format!(

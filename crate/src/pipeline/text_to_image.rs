@@ -9,7 +9,7 @@ use super::generation::{Denoise, Generation, Noise, Phase, Progress, Stage};
 use super::image::Image;
 use super::memory_plan::{MemoryPlan, Network};
 use super::params::{BufferLimit, GenerateParams};
-use super::planned_run::{RunHost, begin, denoise_and_decode};
+use super::planned_run::{RunHost, begin, denoise_and_decode, pipeline};
 use super::sdxl::{Models, Sdxl};
 use crate::error::Result;
 use crate::schedulers;
@@ -73,8 +73,10 @@ impl Sdxl<'_> {
 /// Text to image under a memory plan: before each phase (the prompts, the base's steps, the
 /// refiner's, the decode) the device is made to hold what `plan` keeps for it, the host loading
 /// a released network again. The same computation as [`Sdxl::generate`] in the same order, so
-/// the image is the same bit for bit. The parameters are checked before anything loads; `limit`
-/// bounds buffers as [`Sdxl::with_buffer_limit`]. Returns the pixels [H, W, 3], on the device.
+/// the image is the same bit for bit, unless the plan's budget is too small for a whole decode:
+/// the VAE then tiles ([`Sdxl::within_plan`]). The parameters are checked before anything loads;
+/// `limit` bounds buffers as [`Sdxl::with_buffer_limit`]. Returns the pixels [H, W, 3], on the
+/// device.
 #[allow(clippy::too_many_arguments)]
 pub async fn generate_planned(
     models: &mut Models,
@@ -87,10 +89,10 @@ pub async fn generate_planned(
     host: &mut impl RunHost,
 ) -> Result<Tensor<3>> {
     // Refused before anything loads; the warnings come once, from `start`.
-    let sdxl = models.sdxl(refined, limit.clone());
+    let sdxl = pipeline(models, plan, refined, &limit);
     sdxl.check(params, &mut |_| {})?;
-    let working = sdxl.working(params);
+    let working = sdxl.working(params, false);
     begin(models, plan, &working, Network::TextEncoders, device, host).await?;
-    let generation = models.sdxl(refined, limit.clone()).start(params, noise, device, &mut |w| host.warn(w))?;
+    let generation = pipeline(models, plan, refined, &limit).start(params, noise, device, &mut |w| host.warn(w))?;
     denoise_and_decode(models, plan, refined, limit, generation, device, host).await
 }

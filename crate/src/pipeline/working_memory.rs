@@ -62,19 +62,18 @@ fn within_limit(tiling: Result<Option<VaeTiling>, u64>, tiled: impl Fn(&VaeTilin
 }
 
 impl VaeConfig {
-    /// Bytes of activations decoding (or encoding, for an image to refine) a `width`×`height`
-    /// image holds at its most, in the tiles a buffer limit of `limit` bytes asks for:
-    /// [`LIVE_WIDEST`] of its largest activation.
-    pub fn working_bytes(&self, width: usize, height: usize, limit: Option<u64>) -> u64 {
+    /// Bytes of activations decoding a `width`×`height` image (and encoding one first, where
+    /// the run `encodes` an image to refine) holds at its most, in the tiles a buffer limit of
+    /// `limit` bytes asks for: [`LIVE_WIDEST`] of its largest activation.
+    pub fn working_bytes(&self, width: usize, height: usize, limit: Option<u64>, encodes: bool) -> u64 {
         let (decode, encode) = (self.largest_decode_bytes(width, height), self.largest_encode_bytes(width, height));
-        let largest = match limit {
-            None => decode.max(encode),
-            Some(limit) => {
-                let decode = within_limit(self.decode_tiling(width, height, limit), |t| self.largest_tiled_decode_bytes(t, width, height), decode);
-                let encode = within_limit(self.encode_tiling(width, height, limit), |t| self.largest_tiled_encode_bytes(t, width, height), encode);
-                decode.max(encode)
-            }
+        let (decode, encode) = match limit {
+            None => (decode, encode),
+            Some(limit) => (
+                within_limit(self.decode_tiling(width, height, limit), |t| self.largest_tiled_decode_bytes(t, width, height), decode),
+                within_limit(self.encode_tiling(width, height, limit), |t| self.largest_tiled_encode_bytes(t, width, height), encode),
+            ),
         };
-        LIVE_WIDEST.saturating_mul(largest)
+        LIVE_WIDEST.saturating_mul(if encodes { decode.max(encode) } else { decode })
     }
 }

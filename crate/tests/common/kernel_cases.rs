@@ -7,7 +7,7 @@ use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use sdxl_web::kernels;
 use sdxl_web::models::attention::{merge_heads, scaled_dot_product, split_heads};
 
@@ -104,7 +104,7 @@ pub fn conv_cases(device: &Device, shapes: &[([usize; 4], usize, usize, usize, [
             let x = normal(shape, device);
             let weight = normal([outputs, channels * kernel * kernel], device);
             let bias = normal([outputs], device);
-            let ours = kernels::conv::conv2d(&x, &weight, &bias, kernel, stride, padding).expect("the kernel applies on wgpu");
+            let ours = kernels::conv::conv2d(&x, &weight, &bias, kernel, stride, padding, false).expect("the kernel applies on wgpu");
             let options = ConvOptions::new_with_padding([stride; 2], padding, [1, 1], 1);
             let reference = conv2d(x, weight.reshape([outputs, channels, kernel, kernel]), Some(bias), options);
             let flat = |t: Tensor<4>| {
@@ -136,12 +136,49 @@ pub fn quantized_conv_cases(device: &Device, shapes: &[([usize; 4], usize)]) -> 
             assert!(kernels::conv::reads_as_stored(&weight), "{dtype:?}: read as stored, not expanded");
             let x = normal(shape, device);
             let bias = normal([outputs], device);
-            let ours = kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2]).expect("the kernel applies on wgpu");
+            let ours = kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2], false).expect("the kernel applies on wgpu");
             let expanded = weight.dequantize().reshape([outputs, channels, 3, 3]);
             let options = ConvOptions::new_with_padding([1, 1], [(1, 1); 2], [1, 1], 1);
             let reference = conv2d(x, expanded, Some(bias), options);
             let flat = |t: Tensor<4>| t.reshape([batch, outputs, height * width]);
             cases.push((format!("conv {dtype:?} weights {shape:?} → {outputs}"), flat(ours), flat(reference)));
+        }
+    }
+    cases
+}
+
+/// [batch, in, h, w] and out channels of convolutions of a ×2-upsampled input (3×3, padding 1,
+/// as `Upsample2D`'s): sizes off the tile, odd, and one pixel.
+pub const UPSAMPLED_CONV_SHAPES: [([usize; 4], usize); 3] = [([2, 5, 9, 7], 70), ([1, 32, 1, 1], 3), ([1, 64, 16, 15], 33)];
+
+/// Our convolution reading the input upsampled ×2 as it goes, against burn's `conv2d` of the
+/// upsampled input; f32 weights, and q4 ones read as stored where K is whole blocks.
+pub fn upsampled_conv_cases(device: &Device, shapes: &[([usize; 4], usize)]) -> Vec<Case> {
+    use sdxl_web::models::conv::upsample_nearest_2x;
+    use sdxl_web::weights::quant::{self, StoredDtype};
+    let mut cases = Vec::new();
+    for &(shape, outputs) in shapes {
+        let [batch, channels, height, width] = shape;
+        let columns = channels * 9;
+        // Made on the host: the wasm tests cannot read a tensor back synchronously.
+        let values: Vec<f32> = (0..outputs * columns).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
+        let mut weights = vec![("f32", Tensor::<2>::from_data(TensorData::new(values.clone(), [outputs, columns]), device))];
+        if columns % 32 == 0 {
+            let bytes = quant::encode(StoredDtype::Q4, &values, &[outputs, columns], Some(32)).unwrap();
+            let q4 = quant::device_quantized(StoredDtype::Q4, &bytes, &[outputs, columns], Some(32), device).expect("kept quantized");
+            assert!(kernels::conv::reads_as_stored(&q4));
+            weights.push(("q4", q4));
+        }
+        for (dtype, weight) in weights {
+            let x = normal(shape, device);
+            let bias = normal([outputs], device);
+            let ours = kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2], true).expect("the kernel applies on wgpu");
+            let expanded = weight.dequantize().reshape([outputs, channels, 3, 3]);
+            let options = ConvOptions::new_with_padding([1, 1], [(1, 1); 2], [1, 1], 1);
+            let reference = conv2d(upsample_nearest_2x(x), expanded, Some(bias), options);
+            assert_eq!(ours.dims(), [batch, outputs, 2 * height, 2 * width]);
+            let flat = |t: Tensor<4>| t.reshape([batch, outputs, 4 * height * width]);
+            cases.push((format!("upsampled conv, {dtype} weights, {shape:?} → {outputs}"), flat(ours), flat(reference)));
         }
     }
     cases
