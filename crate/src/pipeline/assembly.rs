@@ -18,7 +18,7 @@ use crate::models::unet::UNet2DConditionModel;
 use crate::models::vae::AutoencoderKL;
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::ModelSource;
-use crate::weights::manifest::check_bytes;
+use crate::weights::manifest::{Manifest, check_bytes};
 use crate::weights::sharded::{ModuleAssembly, ShardedModel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,11 @@ impl Role {
             Role::Base => &[Network::TextEncoders, Network::Unet, Network::Vae],
             Role::Refiner => &[Network::RefinerUnet],
         }
+    }
+
+    /// Bytes each of its networks takes on the device, from its converted model's `manifest`.
+    pub fn network_bytes(self, manifest: &Manifest) -> Vec<(Network, u64)> {
+        self.networks().iter().map(|&network| (network, network.bytes_in(manifest))).collect()
     }
 }
 
@@ -199,7 +204,7 @@ impl Assembly {
     /// Bytes each network of the role takes on the device: its shards' sizes (weights stay on
     /// the device as stored); the refiner's UNet under `unet` of its own model.
     pub fn network_bytes(&self) -> Vec<(Network, u64)> {
-        self.role.networks().iter().map(|&network| (network, network.bytes_in(self.model.manifest()))).collect()
+        self.role.network_bytes(self.model.manifest())
     }
 
     /// Checks a needed file's bytes ([`Error::Integrity`] when they differ from the manifest:

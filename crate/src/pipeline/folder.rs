@@ -88,7 +88,7 @@ pub fn network_bytes(base: &Path, refiner: Option<&Path>) -> Result<Option<Netwo
     let mut sizes = Vec::new();
     for (dir, role) in std::iter::once((base, Role::Base)).chain(refiner.map(|dir| (dir, Role::Refiner))) {
         let ModelFolder::Converted(model) = ModelFolder::open(dir)? else { return Ok(None) };
-        sizes.extend(role.networks().iter().map(|&network| (network, network.bytes_in(model.manifest()))));
+        sizes.extend(role.network_bytes(model.manifest()));
     }
     Ok(Some(NetworkBytes::from_sizes(sizes)))
 }
