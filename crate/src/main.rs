@@ -18,6 +18,7 @@ mod cli {
     use sdxl_web::device::DeviceChoice;
     use std::ops::ControlFlow;
 
+    use burn::cubecl::dry_run::DryRun;
     use burn::tensor::Tensor;
     use sdxl_web::error::{Error, Result};
     use sdxl_web::pipeline::png::{decode_png, encode_png, parameters_text};
@@ -106,6 +107,12 @@ mod cli {
         /// not fit. The page's memory budget alike.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 40))]
         budget_mib: Option<u64>,
+        /// Plans the run's GPU memory without computing it (`--device wgpu`): every kernel is
+        /// compiled and dropped instead of run (burn's dry run) while every buffer is allocated
+        /// as in the run itself, so each phase's memory is printed in minutes where the run
+        /// would take hours on a slow device. The values are meaningless: no image is written.
+        #[arg(long)]
+        dry_run: bool,
     }
 
     /// A one-line progress bar on the terminal.
@@ -128,11 +135,16 @@ mod cli {
     }
 
     fn generate(args: GenerateArgs) -> Result<()> {
+        if args.dry_run && args.device != DeviceChoice::Wgpu {
+            return Err(Error::Input { name: "dry-run".into(), message: "needs --device wgpu: it measures burn's GPU memory pools".into() });
+        }
         // A finished image is never lost to an output path that cannot be written.
-        for path in std::iter::once(&args.out).chain(&args.out_tensor) {
+        for path in std::iter::once(&args.out).chain(&args.out_tensor).filter(|_| !args.dry_run) {
             check_writable(path)?;
         }
         let (device, buffer_limit) = args.device.open()?;
+        // Kernels compiled and dropped from here on, until the guard drops with this function.
+        let _dry_run = args.dry_run.then(DryRun::new);
         let mut params = args.params;
         let input = args.image.as_ref().map(|path| -> Result<_> {
             let input = decode_png(&std::fs::read(path).map_err(|e| Error::io(path, e))?)?;
@@ -210,6 +222,10 @@ mod cli {
         }
         if models.reloads.count > 0 {
             eprintln!("reloaded {} networks in {:.1} s", models.reloads.count, models.reloads.seconds);
+        }
+        if args.dry_run {
+            eprintln!("dry run: kernels compiled, not run; no image written");
+            return Ok(());
         }
         let parameters = parameters_text(&params, seed, refined);
         let png = encode_png(&image, &parameters)?;

@@ -176,6 +176,43 @@ fn a_budget_is_kept_or_refused_clearly() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The lines `sdxl generate` prints about GPU memory: the peak and each phase's.
+fn memory_lines(stderr: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<String> = text.lines().filter(|line| line.contains("MiB reserved")).map(str::to_string).collect();
+    assert!(lines.len() == 5 && lines[0].starts_with("GPU memory peak (Sequential): "), "{text}");
+    lines
+}
+
+/// A dry run (kernels compiled, not run) reserves what the run itself does, phase by phase,
+/// and writes nothing.
+#[test]
+fn a_dry_run_reserves_what_the_run_does() {
+    let out = TempDir::new("generate-dry-run");
+    let refiner = demo("refiner");
+    let args = ["--seed", "5", "--steps", "2", "--width", "256", "--height", "256", "--device", "wgpu", "--memory", "sequential"];
+    let args = [&args[..], &["--refiner", refiner.to_str().unwrap(), "--refiner-start", "0.5"]].concat();
+    let run = generate(&out, &args);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let measured = memory_lines(&run.stderr);
+    // The VAE's phase holds its 256² decode's activations (three of its widest, 4 MiB each, as
+    // estimated): pages of the pools' arena are measured, not just their first small page.
+    let vae: Vec<u64> = measured[4].split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    assert!(vae[1] >= vae[0] + vae[2], "{measured:?}");
+
+    std::fs::remove_file(out.join("image.png")).unwrap();
+    std::fs::remove_file(out.join("image.safetensors")).unwrap();
+    let dry = generate(&out, &[&args[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    assert_eq!(memory_lines(&dry.stderr), measured);
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("dry run: kernels compiled, not run; no image written"));
+    assert!(!out.join("image.png").exists() && !out.join("image.safetensors").exists());
+
+    let cpu = generate(&out, &["--dry-run", "--steps", "1"]);
+    assert!(!cpu.status.success());
+    assert_mentions(&String::from_utf8_lossy(&cpu.stderr), &["input `dry-run`: needs --device wgpu"]);
+}
+
 /// Output paths are checked before anything runs, and a finished image is never lost to them.
 #[test]
 fn output_problems_are_found_before_the_run() {
