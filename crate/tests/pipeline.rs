@@ -165,9 +165,11 @@ fn invalid_parameters_are_refused() {
     let rules = base.size_rules(None);
     assert_eq!(rules.multiple, 32);
     // The widest activations per level, from the tiny UNet's config (channels 16, 32, 32; GEGLU
-    // inner width 4 · 32): the last up block's first resnet input 32 + 16 at level 0, the
-    // GEGLU projections (2 · 128) at levels 1 and 2.
-    assert_eq!(rules.unet.widths, [48, 256, 256]);
+    // inner width 4 · 32): the last up block's first resnet input 32 + 16 at level 0, the up
+    // blocks' first resnet inputs 32 + 32 above; the GEGLU projections (2 · 128) at levels 1
+    // and 2 apart.
+    assert_eq!(rules.unet.widths, [48, 64, 64]);
+    assert_eq!(rules.unet.feed_forward_widths, [0, 256, 256]);
     // The skips per level: conv_in's 16 and two resnets' 16; the downsampler's 16 and two
     // resnets' 32; the next downsampler's 32 and two resnets' 32.
     assert_eq!(rules.unet.skip_widths, [48, 80, 96]);

@@ -19,9 +19,12 @@ fn parse_generate(json: &str) -> sdxl_web::error::Result<Generate> {
 }
 
 /// SDXL base's widest UNet activations per level (`UNet2DConditionModel::widths_per_level`):
-/// the last up block's first resnet input (640 + 320 skip channels) at the latents' resolution,
-/// the GEGLU projections (2 · 4 · 640, 2 · 4 · 1280) below.
-const SDXL_UNET_WIDTHS: [u64; 3] = [960, 5120, 10240];
+/// each up block's first resnet input, 640 + 320, 1280 + 640 and 1280 + 1280 skip channels.
+const SDXL_UNET_WIDTHS: [u64; 3] = [960, 1920, 2560];
+
+/// SDXL base's GEGLU projections per level (2 · 4 · 640, 2 · 4 · 1280; none at the latents'
+/// resolution), `UNet2DConditionModel::feed_forward_widths_per_level`.
+const SDXL_UNET_FEED_FORWARD_WIDTHS: [u64; 3] = [0, 5120, 10240];
 
 /// SDXL base's skip connections per level (`UNet2DConditionModel::skip_widths_per_level`):
 /// `conv_in`'s 320 and two resnets' 320 at the latents' resolution; the downsampler's 320 and
@@ -30,7 +33,12 @@ const SDXL_UNET_SKIP_WIDTHS: [u64; 3] = [960, 1600, 3200];
 
 /// SDXL base's UNet as the size rules and the memory plan see it.
 fn sdxl_unet() -> UNetShape {
-    UNetShape { downsamplings: 2, widths: SDXL_UNET_WIDTHS.to_vec(), skip_widths: SDXL_UNET_SKIP_WIDTHS.to_vec() }
+    UNetShape {
+        downsamplings: 2,
+        widths: SDXL_UNET_WIDTHS.to_vec(),
+        feed_forward_widths: SDXL_UNET_FEED_FORWARD_WIDTHS.to_vec(),
+        skip_widths: SDXL_UNET_SKIP_WIDTHS.to_vec(),
+    }
 }
 
 /// SDXL's rules (sizes in multiples of 32), on a GPU whose largest buffer is `limit` bytes.
@@ -124,9 +132,11 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     assert_eq!(vae.largest_decode_bytes(1024, 1024), 1 << 30);
     assert_eq!(vae.largest_decode_bytes(832, 1216), 256 * 832 * 1216 * 4);
     let rules = sdxl_rules(None);
-    // The GEGLU of the 64² level: 5120 values × 4096 tokens × batch 2 × 4 bytes.
-    assert_eq!(rules.largest_denoise_bytes(1024, 1024), 160 << 20);
-    assert_eq!(rules.largest_denoise_bytes(2048, 2048), 640 << 20);
+    // The last up block's first resnet input: 960 values × 128² pixels × batch 2 × 4 bytes. (The
+    // 64² level's GEGLU, 5120 values × 4096 tokens × 2 × 4 = 160 MiB whole, goes through the
+    // feed-forward in pieces of at most 32 MiB.)
+    assert_eq!(rules.largest_denoise_bytes(1024, 1024), 120 << 20);
+    assert_eq!(rules.largest_denoise_bytes(2048, 2048), 480 << 20);
     let check = |size: usize, limit| {
         let mut params = GenerateParams::new("a");
         (params.width, params.height) = (size, size);
@@ -143,11 +153,15 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     assert_eq!(vae.decode_tiling(1024, 1024, 256 << 20).unwrap().unwrap().tile_sample_min_size, 512);
     assert!(check(1024, 256 << 20).is_ok());
     assert_eq!(vae.largest_tiled_decode_bytes(&vae.decode_tiling(1024, 1024, 256 << 20).unwrap().unwrap(), 1024, 1024), 256 << 20);
-    // Denoising 2048² holds 640 MiB at once; 4096² 2560 MiB: no tiling of the VAE helps.
+    // lavapipe's 128 MiB holds the UNet's widest at 1024² and the VAE's in 256 px tiles (32
+    // latents, stepping 24: 6 × 6).
+    let warnings = check(1024, 128 << 20).unwrap();
+    assert!(warnings[0].starts_with("1024×1024 is decoded in 36 overlapping tiles of 256 px"), "{warnings:?}");
+    // Denoising 2048² holds 480 MiB at once; 4096² 1920 MiB: no tiling of the VAE helps.
     let error = check(2048, 256 << 20).unwrap_err().to_string();
-    assert!(error.contains("2048×2048 needs a 640 MiB buffer to denoise; this GPU allows 256 MiB: choose a smaller size"), "{error}");
+    assert!(error.contains("2048×2048 needs a 480 MiB buffer to denoise; this GPU allows 256 MiB: choose a smaller size"), "{error}");
     let error = check(4096, 1 << 30).unwrap_err().to_string();
-    assert!(error.contains("4096×4096 needs a 2560 MiB buffer to denoise"), "{error}");
+    assert!(error.contains("4096×4096 needs a 1920 MiB buffer to denoise"), "{error}");
     // Tiles shrink to 8 latents at the least: a limit below that tile's 4 MiB refuses the decode.
     let tiny_limit = BufferLimit { bytes: 1 << 20, text: "this GPU allows 1 MiB".into() };
     let rules = SizeRules { unet: UNetShape::default(), buffer_limit: Some(tiny_limit.clone()), vae_limit: Some(tiny_limit), ..sdxl_rules(None) };
@@ -170,10 +184,16 @@ fn activations_are_estimated_from_the_shapes() {
     // The skips at 1024² (batch 2, f32): 960 values per pixel at 128², 1600 at 64², 3200 at 32².
     assert_eq!(unet.skip_bytes(pixels), (960 * 128 * 128 + 1600 * 64 * 64 + 3200 * 32 * 32) * 2 * 4);
     assert_eq!(unet.skip_bytes(pixels), 195 << 20);
-    // The UNet: its skips and three of its widest activation (the 64² level's GEGLU, 160 MiB).
+    // The UNet: its skips and three of its widest activation (the last up block's first resnet
+    // input, 120 MiB; the GEGLU's pieces take 32 MiB).
     assert_eq!(unet.largest_bytes(pixels), sdxl_rules(None).largest_denoise_bytes(1024, 1024));
-    assert_eq!(unet.working_bytes(pixels), (195 + 3 * 160) << 20);
-    assert_eq!(unet.working_bytes(vae.latent_pixels(512, 512)), unet.working_bytes(pixels) / 4, "linear in the pixels");
+    assert_eq!(unet.working_bytes(pixels), (195 + 3 * 120) << 20);
+    // Were the feed-forward's projection whole, it would be the widest: 160 MiB.
+    let whole = UNetShape { widths: vec![960, 5120, 10240], ..sdxl_unet() };
+    assert_eq!(whole.largest_bytes(pixels), 160 << 20);
+    // At 512² the skips take a quarter, and the GEGLU's 32 MiB piece is the widest (40 MiB whole;
+    // the resnet input 30 MiB).
+    assert_eq!(unet.working_bytes(vae.latent_pixels(512, 512)), unet.skip_bytes(pixels) / 4 + 3 * (32 << 20));
     // The VAE decoding 1024² whole: three of its 1 GiB activations (256 channels at 1024²); in
     // the tiles a 256 MiB buffer limit asks for, three of 256 MiB.
     assert_eq!(vae.working_bytes(1024, 1024, None, false), 3 << 30);
@@ -216,7 +236,7 @@ fn a_budget_tiles_sdxls_vae_to_fit_full_size_in_sequential_mode() {
         // Whole, three of 1 GiB; in 512 px tiles, three of 256 MiB.
         assert_eq!(working.vae, if tile.is_some() { 768 * MIB } else { 3072 * MIB });
         let run = plan.for_run(&working).unwrap();
-        assert_eq!(run.peak, unet_bytes + (195 + 3 * 160) * MIB);
+        assert_eq!(run.peak, unet_bytes + (195 + 3 * 120) * MIB);
         assert!(run.peak <= budget.bytes);
     }
 }

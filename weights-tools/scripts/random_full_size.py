@@ -3,12 +3,15 @@ UNet, both text encoders and VAE, for measuring sdxl-weights' memory on a real-s
 `--refiner`, the refiner instead: its UNet alone (it runs beside the base, whose second text
 encoder and VAE it shares; convert it with `--components unet`).
 
+The base gets the tiny fixture's tokenizers and scheduler (tests/fixtures/tiny-sdxl-base: the
+published tokenizer files and scheduler config), so the folder converts and runs as it is.
 Tensors are generated and written one at a time (architectures are built on the meta device), so
 this needs ~7 GB of disk (the refiner ~4.5 GB) and little memory.
 Usage: python random_full_size.py OUT_DIR [--refiner]
 """
 
 import json
+import shutil
 import struct
 import sys
 from pathlib import Path
@@ -17,6 +20,13 @@ import numpy as np
 import torch
 
 PRESETS = Path(__file__).resolve().parents[2] / "crate/src/models/presets"
+TINY_BASE = Path(__file__).resolve().parents[2] / "tests/fixtures/tiny-sdxl-base"
+# Copied from the tiny fixture into the base: (folder, library, class).
+BASE_FILES = [
+    ("scheduler", "diffusers", "EulerDiscreteScheduler"),
+    ("tokenizer", "transformers", "CLIPTokenizer"),
+    ("tokenizer_2", "transformers", "CLIPTokenizer"),
+]
 
 
 def shapes(component):
@@ -82,6 +92,9 @@ def main(out, refiner=False):
         write(out / folder / f"{stem}.fp16.safetensors", tensors, seed)
         index[folder] = [lib, cls]
         print(folder, len(tensors), "tensors", flush=True)
+    for folder, lib, cls in [] if refiner else BASE_FILES:
+        shutil.copytree(TINY_BASE / folder, out / folder, dirs_exist_ok=True)
+        index[folder] = [lib, cls]
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
 
 

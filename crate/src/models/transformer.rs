@@ -40,10 +40,31 @@ impl FeedForward {
         }
     }
 
+    /// `x` [batch, tokens, dim], in pieces of tokens where its GEGLU projection would take more
+    /// than [`FEED_FORWARD_CHUNK_BYTES`].
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.net.2.forward(self.net.0.forward(x))
+        self.forward_within(x, FEED_FORWARD_CHUNK_BYTES)
+    }
+
+    /// [`Self::forward`] with the GEGLU projection held to `max_bytes` at once, as few tokens
+    /// as it takes down to one at a time (diffusers' `_chunked_feed_forward`: each token's
+    /// feed-forward is its own, so the pieces change no value).
+    pub fn forward_within(&self, x: Tensor<3>, max_bytes: u64) -> Tensor<3> {
+        let [batch, tokens, _] = x.dims();
+        let row_bytes = (batch * self.net.0.proj.weight.lazy_shape()[1] * size_of::<f32>()) as u64;
+        let per_piece = (max_bytes / row_bytes.max(1)).max(1) as usize;
+        if tokens <= per_piece {
+            return self.net.2.forward(self.net.0.forward(x));
+        }
+        let pieces = x.split(per_piece, 1).into_iter().map(|piece| self.net.2.forward(self.net.0.forward(piece)));
+        Tensor::cat(pieces.collect(), 1)
     }
 }
+
+/// The most bytes a feed-forward's GEGLU projection takes at once. Whole, it would be SDXL's
+/// widest activation (2 · 4 · 640 values per token of the 64² level at 1024², batch 2: 160 MiB,
+/// beside its gated half and their product); in pieces of tokens it stays below the resnets'.
+pub const FEED_FORWARD_CHUNK_BYTES: u64 = 32 << 20;
 
 #[derive(Module, Debug)]
 pub struct BasicTransformerBlock {

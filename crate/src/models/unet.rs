@@ -389,44 +389,67 @@ impl UNet2DConditionModel {
 
     /// The widest activation at each resolution level of a pass, in values per pixel of that
     /// level (level 0 at the latents' resolution, each next level a quarter of the pixels): every
-    /// resnet's input and output (an up block's inputs concatenate a skip connection), every
-    /// upsampler's output (one level up), and every transformer's GEGLU projection (twice its
-    /// feed-forward width per token). So a pass over latents of `p` pixels at batch `b` holds no
-    /// activation of more than `b · max over l of widths[l] · p / 4^l` values; attention scores
-    /// are bounded on their own (`attention::MAX_SCORE_BYTES`). Reads shapes only, so a module
-    /// whose weights are not loaded allocates nothing for it.
+    /// resnet's input and output (an up block's inputs concatenate a skip connection) and every
+    /// upsampler's output (one level up). So a pass over latents of `p` pixels at batch `b`
+    /// holds no such activation of more than `b · max over l of widths[l] · p / 4^l` values;
+    /// the feed-forwards' projections ([`Self::feed_forward_widths_per_level`]) and attention
+    /// scores (`attention::MAX_SCORE_BYTES`) are bounded on their own. Reads shapes only, so a
+    /// module whose weights are not loaded allocates nothing for it.
     pub fn widths_per_level(&self) -> Vec<u64> {
-        let mut widths = Vec::new();
+        let resnets = |resnets: &[ResnetBlock2D]| -> Vec<usize> {
+            resnets.iter().flat_map(|r| [r.conv1.channels_in, r.conv1.weight.lazy_shape()[0]]).collect()
+        };
+        self.level_widths(resnets, |_| Vec::new(), true)
+    }
+
+    /// Every transformer's GEGLU projection (twice its feed-forward width per token) at each
+    /// level, in values per pixel as [`Self::widths_per_level`]: the widest activation of a
+    /// pass where it is whole, which it is only up to `transformer::FEED_FORWARD_CHUNK_BYTES`.
+    pub fn feed_forward_widths_per_level(&self) -> Vec<u64> {
+        let geglus = |attentions: &[Transformer2DModel]| -> Vec<usize> {
+            attentions.iter().flat_map(|a| a.transformer_blocks.iter().map(|b| b.ff.net.0.proj.weight.lazy_shape()[1])).collect()
+        };
+        self.level_widths(|_| Vec::new(), geglus, false)
+    }
+
+    /// The widest of `resnets`' and `attentions`' widths at each level the pass visits (with
+    /// `conv_in`'s and the upsamplers' outputs where `with_convs`).
+    fn level_widths(
+        &self,
+        resnets: impl Fn(&[ResnetBlock2D]) -> Vec<usize>,
+        attentions: impl Fn(&[Transformer2DModel]) -> Vec<usize>,
+        with_convs: bool,
+    ) -> Vec<u64> {
+        let mut widths = vec![0];
         let mut widen = |level: usize, width: usize| {
             if widths.len() <= level {
                 widths.resize(level + 1, 0);
             }
             widths[level] = widths[level].max(width as u64);
         };
-        let resnet_widths = |resnets: &[ResnetBlock2D]| -> Vec<usize> {
-            resnets.iter().flat_map(|r| [r.conv1.channels_in, r.conv1.weight.lazy_shape()[0]]).collect()
-        };
-        let geglu_widths = |attentions: &[Transformer2DModel]| -> Vec<usize> {
-            attentions.iter().flat_map(|a| a.transformer_blocks.iter().map(|b| b.ff.net.0.proj.weight.lazy_shape()[1])).collect()
-        };
         let mut level = 0;
-        widen(0, self.conv_in.weight.lazy_shape()[0]);
+        if with_convs {
+            widen(0, self.conv_in.weight.lazy_shape()[0]);
+        }
         for block in &self.down_blocks {
-            for width in resnet_widths(&block.resnets).into_iter().chain(geglu_widths(&block.attentions)) {
+            for width in resnets(&block.resnets).into_iter().chain(attentions(&block.attentions)) {
                 widen(level, width);
             }
             level += block.downsamplers.len();
+            widen(level, 0);
         }
-        for width in resnet_widths(&self.mid_block.resnets).into_iter().chain(geglu_widths(&self.mid_block.attentions)) {
+        for width in resnets(&self.mid_block.resnets).into_iter().chain(attentions(&self.mid_block.attentions)) {
             widen(level, width);
         }
         for block in &self.up_blocks {
-            for width in resnet_widths(&block.resnets).into_iter().chain(geglu_widths(&block.attentions)) {
+            for width in resnets(&block.resnets).into_iter().chain(attentions(&block.attentions)) {
                 widen(level, width);
             }
             for upsampler in &block.upsamplers {
                 level = level.saturating_sub(1);
-                widen(level, upsampler.conv.weight.lazy_shape()[0]);
+                if with_convs {
+                    widen(level, upsampler.conv.weight.lazy_shape()[0]);
+                }
             }
         }
         widths

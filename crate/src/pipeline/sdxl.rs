@@ -42,20 +42,27 @@ pub struct Refiner {
 }
 
 /// What the size rules and the memory plan need of a UNet, kept while it is released: how
-/// often it halves the latents, and per resolution level its widest activation and the skip
-/// connections it keeps (values per pixel of the level,
-/// `UNet2DConditionModel::{widths_per_level, skip_widths_per_level}`).
+/// often it halves the latents, and per resolution level its widest activation besides the
+/// feed-forwards, its feed-forwards' projections and the skip connections it keeps (values per
+/// pixel of the level,
+/// `UNet2DConditionModel::{widths_per_level, feed_forward_widths_per_level, skip_widths_per_level}`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UNetShape {
     pub downsamplings: usize,
     pub widths: Vec<u64>,
+    pub feed_forward_widths: Vec<u64>,
     pub skip_widths: Vec<u64>,
 }
 
 impl UNetShape {
     /// Reads shapes only: `unet` may be a module whose weights were never loaded.
     pub fn of(unet: &UNet2DConditionModel) -> Self {
-        Self { downsamplings: unet.downsamplings(), widths: unet.widths_per_level(), skip_widths: unet.skip_widths_per_level() }
+        Self {
+            downsamplings: unet.downsamplings(),
+            widths: unet.widths_per_level(),
+            feed_forward_widths: unet.feed_forward_widths_per_level(),
+            skip_widths: unet.skip_widths_per_level(),
+        }
     }
 
     /// The larger of the two at each level (two UNets' rules as one).
@@ -66,6 +73,7 @@ impl UNetShape {
         UNetShape {
             downsamplings: self.downsamplings.max(other.downsamplings),
             widths: widest(&self.widths, &other.widths),
+            feed_forward_widths: widest(&self.feed_forward_widths, &other.feed_forward_widths),
             skip_widths: widest(&self.skip_widths, &other.skip_widths),
         }
     }

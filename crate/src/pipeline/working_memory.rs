@@ -4,13 +4,15 @@
 //! At its most a pass holds what it keeps for later (the UNet's skip connections, all alive
 //! when its down path ends) and its widest activation beside what is computed from it: a
 //! resnet's input with its normalized copy and its convolution's output, or a GEGLU projection
-//! with its gated half and their product. So a network counts its kept activations plus
+//! (of at most `FEED_FORWARD_CHUNK_BYTES`: longer sequences go through in pieces) with its
+//! gated half and their product. So a network counts its kept activations plus
 //! [`LIVE_WIDEST`] times its widest one, in f32, at batch 2 for a UNet (classifier-free
 //! guidance). Attention keeps no scores ([`crate::kernels::attention`]); the text encoders' 77
 //! tokens take a few MiB, not counted. `sdxl generate` prints the estimate beside what burn's
 //! pools measured in each phase.
 
 use super::sdxl::UNetShape;
+use crate::models::transformer::FEED_FORWARD_CHUNK_BYTES;
 use crate::models::vae::VaeConfig;
 use crate::models::vae_tiling::VaeTiling;
 
@@ -38,9 +40,11 @@ impl UNetShape {
         batch_of_two(per_level(&self.skip_widths, latent_pixels).fold(0u64, u64::saturating_add))
     }
 
-    /// Bytes of a pass's largest activation.
+    /// Bytes of a pass's largest activation: a resnet's or an upsampler's, or a feed-forward's
+    /// projection, which is never more than [`FEED_FORWARD_CHUNK_BYTES`] at once.
     pub fn largest_bytes(&self, latent_pixels: u64) -> u64 {
-        batch_of_two(per_level(&self.widths, latent_pixels).max().unwrap_or(0))
+        let widest = |widths| batch_of_two(per_level(widths, latent_pixels).max().unwrap_or(0));
+        widest(&self.widths).max(widest(&self.feed_forward_widths).min(FEED_FORWARD_CHUNK_BYTES))
     }
 
     /// Bytes of activations a pass holds at its most: its skips and [`LIVE_WIDEST`] of its
