@@ -7,11 +7,12 @@ mod common;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use common::{fixtures, relative_l2};
 use sdxl_web::pipeline::conditioning::{LongPrompt, encode_prompt};
 use sdxl_web::pipeline::preview::Preview;
-use sdxl_web::pipeline::{Base, Sdxl, GenerateParams, Noise, Progress, Refiner, Stage};
+use sdxl_web::pipeline::generation::UNetConditioning;
+use sdxl_web::pipeline::{Base, GenerateParams, Noise, Progress, Refiner, Sdxl, Stage};
 use sdxl_web::schedulers::SchedulerKind;
 use sdxl_web::weights::TensorSource;
 use sdxl_web::weights::safetensors::SafetensorsSource;
@@ -115,6 +116,34 @@ fn base_then_refiner_matches_diffusers_ensemble_of_experts() {
     let refiner = Refiner::from_folder(&fixtures().join("tiny-sdxl-refiner"), &device).unwrap();
     let params = params(SchedulerKind::Euler, Some(""));
     check_case(&base, Some(&refiner), "base_refiner_euler", &params, "refiner_latents_step_1", &device);
+}
+
+/// Under guidance, the branches in a UNet pass each (what a small buffer limit asks for) predict
+/// what one pass over both does.
+#[test]
+fn guidance_branches_in_a_pass_each_predict_as_one_pass() {
+    let device = Device::flex();
+    let base = Base::from_folder(&fixtures().join("tiny-sdxl-base"), &device).unwrap();
+    let unet = base.unet().unwrap();
+    let normal = Distribution::Normal(0.0, 1.0);
+    let conditioning = UNetConditioning {
+        context: Tensor::random([2, 77, 64], normal, &device),
+        pooled: Tensor::random([2, 32], normal, &device),
+        time_ids: Tensor::<1>::from_floats([64.0, 64.0, 0.0, 0.0, 64.0, 64.0], &device).unsqueeze::<2>().repeat_dim(0, 2),
+    };
+    let input = Tensor::<4>::random([1, 4, 16, 24], normal, &device);
+    let together = conditioning.predict(unet, input.clone(), 501.0, Some(5.0), 2, &device).into_data();
+    let apart = conditioning.predict(unet, input.clone(), 501.0, Some(5.0), 1, &device).into_data();
+    let error = relative_l2(&apart, &together);
+    assert!(error < 1e-5, "a pass each vs one pass: {error:e}");
+    // The guidance is applied: the positive branch alone differs.
+    let positive = UNetConditioning {
+        context: conditioning.context.clone().narrow(0, 1, 1),
+        pooled: conditioning.pooled.clone().narrow(0, 1, 1),
+        time_ids: conditioning.time_ids.clone().narrow(0, 1, 1),
+    };
+    let unguided = positive.predict(unet, input, 501.0, None, 1, &device).into_data();
+    assert!(relative_l2(&unguided, &together) > 1e-2);
 }
 
 #[test]

@@ -135,8 +135,8 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     // The last up block's first resnet input: 960 values × 128² pixels × batch 2 × 4 bytes. (The
     // 64² level's GEGLU, 5120 values × 4096 tokens × 2 × 4 = 160 MiB whole, goes through the
     // feed-forward in pieces of at most 32 MiB.)
-    assert_eq!(rules.largest_denoise_bytes(1024, 1024), 120 << 20);
-    assert_eq!(rules.largest_denoise_bytes(2048, 2048), 480 << 20);
+    assert_eq!(rules.largest_denoise_bytes(1024, 1024, 2), 120 << 20);
+    assert_eq!(rules.largest_denoise_bytes(2048, 2048, 2), 480 << 20);
     let check = |size: usize, limit| {
         let mut params = GenerateParams::new("a");
         (params.width, params.height) = (size, size);
@@ -157,11 +157,14 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     // latents, stepping 24: 6 × 6).
     let warnings = check(1024, 128 << 20).unwrap();
     assert!(warnings[0].starts_with("1024×1024 is decoded in 36 overlapping tiles of 256 px"), "{warnings:?}");
-    // Denoising 2048² holds 480 MiB at once; 4096² 1920 MiB: no tiling of the VAE helps.
-    let error = check(2048, 256 << 20).unwrap_err().to_string();
-    assert!(error.contains("2048×2048 needs a 480 MiB buffer to denoise; this GPU allows 256 MiB: choose a smaller size"), "{error}");
-    let error = check(4096, 1 << 30).unwrap_err().to_string();
-    assert!(error.contains("4096×4096 needs a 1920 MiB buffer to denoise"), "{error}");
+    // Denoising 2048² holds 480 MiB at once over both guidance branches, 240 MiB over one (a pass
+    // each); 4096² 1920 and 960 MiB: no tiling of the VAE helps.
+    let warnings = check(2048, 256 << 20).unwrap();
+    assert!(warnings[0].contains("in a UNet pass each (twice the passes): in one pass they need a 480 MiB buffer"), "{warnings:?}");
+    let error = check(2048, 200 << 20).unwrap_err().to_string();
+    assert!(error.contains("2048×2048 needs a 240 MiB buffer to denoise; this GPU allows 200 MiB: choose a smaller size"), "{error}");
+    let error = check(4096, 512 << 20).unwrap_err().to_string();
+    assert!(error.contains("4096×4096 needs a 960 MiB buffer to denoise"), "{error}");
     // Tiles shrink to 8 latents at the least: a limit below that tile's 4 MiB refuses the decode.
     let tiny_limit = BufferLimit { bytes: 1 << 20, text: "this GPU allows 1 MiB".into() };
     let rules = SizeRules { unet: UNetShape::default(), buffer_limit: Some(tiny_limit.clone()), vae_limit: Some(tiny_limit), ..sdxl_rules(None) };
@@ -174,6 +177,37 @@ fn sizes_beyond_the_gpus_buffers_are_tiled_or_refused() {
     assert!(error.contains("choose a smaller size"), "{error}");
 }
 
+/// Where one UNet pass over both guidance branches needs a larger buffer than the GPU allows,
+/// each branch gets a pass (said in a warning); a size whose single branch needs more is
+/// refused. Unguided runs take one latent a pass anyway.
+#[cfg_attr(not(target_arch = "wasm32"), test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+fn guidance_branches_take_a_pass_each_where_one_pass_would_not_fit() {
+    let check = |limit_mib: u64, guidance: f64| {
+        let mut params = GenerateParams::new("a");
+        (params.width, params.height, params.guidance) = (1024, 1024, guidance);
+        let rules = sdxl_rules(Some(limit_mib << 20));
+        (rules.unet_batch(1024, 1024, params.guided()), params.validate(&rules))
+    };
+    // 120 MiB for both branches (the last up block's resnet input), 60 MiB for one.
+    let (batch, warnings) = check(128, 5.0);
+    assert_eq!(batch, 2);
+    assert!(warnings.unwrap().iter().all(|w| !w.contains("UNet pass each")));
+    let (batch, warnings) = check(64, 5.0);
+    assert_eq!(batch, 1);
+    let expected = "1024×1024 denoises the prompt and the negative prompt in a UNet pass each (twice the passes): \
+                    in one pass they need a 120 MiB buffer; this GPU allows 64 MiB";
+    assert!(warnings.as_ref().unwrap().iter().any(|w| w == expected), "{warnings:?}");
+    let (batch, warnings) = check(64, 1.0);
+    assert_eq!(batch, 1);
+    assert!(warnings.unwrap().iter().all(|w| !w.contains("UNet pass each")));
+    let error = check(59, 5.0).1.unwrap_err().to_string();
+    assert!(error.contains("1024×1024 needs a 60 MiB buffer to denoise; this GPU allows 59 MiB"), "{error}");
+    // The estimate follows: one branch's activations.
+    let (unet, pixels) = (sdxl_unet(), sdxl_vae().latent_pixels(1024, 1024));
+    assert_eq!(unet.working_bytes(pixels, 1) * 2, unet.working_bytes(pixels, 2));
+}
+
 /// Each network's activations, estimated from SDXL's shapes (`pipeline::working_memory`).
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -182,18 +216,18 @@ fn activations_are_estimated_from_the_shapes() {
     let pixels = vae.latent_pixels(1024, 1024);
     assert_eq!(pixels, 128 * 128);
     // The skips at 1024² (batch 2, f32): 960 values per pixel at 128², 1600 at 64², 3200 at 32².
-    assert_eq!(unet.skip_bytes(pixels), (960 * 128 * 128 + 1600 * 64 * 64 + 3200 * 32 * 32) * 2 * 4);
-    assert_eq!(unet.skip_bytes(pixels), 195 << 20);
+    assert_eq!(unet.skip_bytes(pixels, 2), (960 * 128 * 128 + 1600 * 64 * 64 + 3200 * 32 * 32) * 2 * 4);
+    assert_eq!(unet.skip_bytes(pixels, 2), 195 << 20);
     // The UNet: its skips and three of its widest activation (the last up block's first resnet
     // input, 120 MiB; the GEGLU's pieces take 32 MiB).
-    assert_eq!(unet.largest_bytes(pixels), sdxl_rules(None).largest_denoise_bytes(1024, 1024));
-    assert_eq!(unet.working_bytes(pixels), (195 + 3 * 120) << 20);
+    assert_eq!(unet.largest_bytes(pixels, 2), sdxl_rules(None).largest_denoise_bytes(1024, 1024, 2));
+    assert_eq!(unet.working_bytes(pixels, 2), (195 + 3 * 120) << 20);
     // Were the feed-forward's projection whole, it would be the widest: 160 MiB.
     let whole = UNetShape { widths: vec![960, 5120, 10240], ..sdxl_unet() };
-    assert_eq!(whole.largest_bytes(pixels), 160 << 20);
+    assert_eq!(whole.largest_bytes(pixels, 2), 160 << 20);
     // At 512² the skips take a quarter, and the GEGLU's 32 MiB piece is the widest (40 MiB whole;
     // the resnet input 30 MiB).
-    assert_eq!(unet.working_bytes(vae.latent_pixels(512, 512)), unet.skip_bytes(pixels) / 4 + 3 * (32 << 20));
+    assert_eq!(unet.working_bytes(vae.latent_pixels(512, 512), 2), unet.skip_bytes(pixels, 2) / 4 + 3 * (32 << 20));
     // The VAE decoding 1024² whole: three of its 1 GiB activations (256 channels at 1024²); in
     // the tiles a 256 MiB buffer limit asks for, three of 256 MiB.
     assert_eq!(vae.working_bytes(1024, 1024, None, false), 3 << 30);
@@ -206,7 +240,7 @@ fn activations_are_estimated_from_the_shapes() {
     assert_eq!(vae.working_bytes(1024, 1024, Some(256 << 20), true), 3 * (256 << 20));
     assert_eq!(vae.working_bytes(1024, 1024, None, true), 3 << 30);
     // Absurd sizes saturate.
-    assert_eq!(unet.working_bytes(u64::MAX), u64::MAX);
+    assert_eq!(unet.working_bytes(u64::MAX, 2), u64::MAX);
 }
 
 /// SDXL base at 1024² one network at a time, its networks as converted (the shards' MiB): at
@@ -229,7 +263,7 @@ fn a_budget_tiles_sdxls_vae_to_fit_full_size_in_sequential_mode() {
         let tiling = vae.decode_tiling(1024, 1024, limit.bytes).unwrap();
         assert_eq!(tiling.map(|tiling| tiling.tile_sample_min_size), tile, "{budget_mib} MiB");
         let working = NetworkBytes {
-            unet: unet.working_bytes(pixels),
+            unet: unet.working_bytes(pixels, 2),
             vae: vae.working_bytes(1024, 1024, Some(limit.bytes), false),
             ..NetworkBytes::default()
         };

@@ -75,34 +75,68 @@ impl<'a> Noise<'a> {
     }
 }
 
+/// The UNet's conditioning for a run, batched once: [negative, positive] under classifier-free
+/// guidance (a negative branch present), as diffusers concatenates it, else the positive alone.
+pub struct UNetConditioning {
+    pub context: Tensor<3>,
+    pub pooled: Tensor<2>,
+    pub time_ids: Tensor<2>,
+}
+
+impl UNetConditioning {
+    /// The noise `unet` predicts for `input` [1, 4, h, w] at timestep `t`. Under guidance
+    /// (`Some(scale)`, both branches present) the branches' predictions combined, taken in one
+    /// pass over a batch of 2 (`batch` 2, as diffusers runs them) or in a pass each (`batch`
+    /// 1: half the activations, twice the passes).
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict(&self, unet: &UNet2DConditionModel, input: Tensor<4>, t: f32, guidance: Option<f64>, batch: u64, device: &Device) -> Tensor<4> {
+        // The UNet on `input`, conditioned on the branches `first..first + count`.
+        let pass = |input: Tensor<4>, first: usize, count: usize| {
+            let timestep = Tensor::<1>::from_floats(vec![t; count].as_slice(), device);
+            let (context, pooled) = (self.context.clone().narrow(0, first, count), self.pooled.clone().narrow(0, first, count));
+            unet.forward(input, timestep, context, pooled, self.time_ids.clone().narrow(0, first, count))
+        };
+        match (guidance, batch) {
+            (None, _) => pass(input, 0, 1),
+            (Some(scale), 2) => {
+                let [uncond, text] = pass(Tensor::cat(vec![input.clone(), input], 0), 0, 2).chunk(2, 0).try_into().expect("two halves");
+                uncond.clone() + (text - uncond) * scale
+            }
+            (Some(scale), _) => {
+                let uncond = pass(input.clone(), 0, 1);
+                uncond.clone() + (pass(input, 1, 1) - uncond) * scale
+            }
+        }
+    }
+}
+
 /// One network's share of the denoising loop: its conditioning (the network itself is passed
 /// to each step, so a memory plan may load it only for its phase).
 pub(super) struct Denoise {
-    /// The UNet's conditioning, batched once per run: [negative, positive] under classifier-free
-    /// guidance, as diffusers concatenates it, else the positive alone.
-    context: Tensor<3>,
-    pooled: Tensor<2>,
-    time_ids: Tensor<2>,
-    /// Classifier-free guidance: the batch is [negative, positive] and the two predictions
-    /// are combined with `guidance`.
-    guided: bool,
-    guidance: f64,
+    conditioning: UNetConditioning,
+    /// Classifier-free guidance's scale, where a negative branch is present.
+    guidance: Option<f64>,
+    /// Latents per UNet pass under guidance: 2 (both branches in one pass, as diffusers) or 1
+    /// (a pass each, where one pass of both would need too large a buffer).
+    batch: u64,
     stage: Stage,
 }
 
 impl Denoise {
-    /// `negative` is present when classifier-free guidance is on.
+    /// `negative` is present when classifier-free guidance is on; `batch` latents per UNet pass.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         positive: PromptEmbeds,
         negative: Option<PromptEmbeds>,
         time_ids: &[f32],
         negative_time_ids: &[f32],
         guidance: f64,
+        batch: u64,
         stage: Stage,
         device: &Device,
     ) -> Self {
         let ids = |ids: &[f32]| Tensor::<1>::from_floats(ids, device).unsqueeze::<2>();
-        let guided = negative.is_some();
+        let guidance = negative.is_some().then_some(guidance);
         let (context, pooled, time_ids) = match negative {
             Some(negative) => (
                 Tensor::cat(vec![negative.context, positive.context], 0),
@@ -111,11 +145,10 @@ impl Denoise {
             ),
             None => (positive.context, positive.pooled, ids(time_ids)),
         };
-        Self { context, pooled, time_ids, guided, guidance, stage }
+        Self { conditioning: UNetConditioning { context, pooled, time_ids }, guidance, batch, stage }
     }
 
-    /// One step of the schedule: the UNet on the (doubled, under guidance) latents, guidance,
-    /// the scheduler's update.
+    /// One step of the schedule: the UNet's prediction (guided), the scheduler's update.
     fn step(
         &self,
         unet: &UNet2DConditionModel,
@@ -125,18 +158,9 @@ impl Denoise {
         noise: &mut dyn FnMut([usize; 4]) -> Tensor<4>,
         device: &Device,
     ) -> StepOutput {
-        let batch = self.context.dims()[0];
         let t = scheduler.timesteps()[step];
         let input = scheduler.scale_model_input(latents.clone(), step);
-        let input = if self.guided { Tensor::cat(vec![input.clone(), input], 0) } else { input };
-        let timestep = Tensor::<1>::from_floats(vec![t; batch].as_slice(), device);
-        let prediction = unet.forward(input, timestep, self.context.clone(), self.pooled.clone(), self.time_ids.clone());
-        let prediction = if self.guided {
-            let [uncond, text] = prediction.chunk(2, 0).try_into().expect("two halves");
-            uncond.clone() + (text - uncond) * self.guidance
-        } else {
-            prediction
-        };
+        let prediction = self.conditioning.predict(unet, input, t, self.guidance, self.batch, device);
         scheduler.step(prediction, step, latents, noise)
     }
 }

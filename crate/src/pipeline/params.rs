@@ -104,6 +104,11 @@ impl GenerateParams {
         }
     }
 
+    /// Classifier-free guidance: a negative branch beside the prompt's (guidance above 1).
+    pub fn guided(&self) -> bool {
+        self.guidance > 1.0
+    }
+
     /// Checks the parameters against what the model and device allow (the one validation:
     /// every run calls it before anything runs), returning warnings for what is allowed but
     /// unusual.
@@ -141,9 +146,18 @@ impl GenerateParams {
             )
         };
         if let Some(limit) = &rules.buffer_limit {
-            let denoise = rules.largest_denoise_bytes(width, height);
+            let batch = rules.unet_batch(width, height, self.guided());
+            let denoise = rules.largest_denoise_bytes(width, height, batch);
             if denoise > limit.bytes {
                 return refuse(denoise, "to denoise", limit);
+            }
+            if self.guided() && batch == 1 {
+                warnings.push(format!(
+                    "{width}×{height} denoises the prompt and the negative prompt in a UNet pass each (twice the passes): \
+                     in one pass they need a {} MiB buffer; {}",
+                    rules.largest_denoise_bytes(width, height, 2).div_ceil(1 << 20),
+                    limit.text
+                ));
             }
         }
         if let Some(limit) = &rules.vae_limit {
@@ -191,10 +205,19 @@ pub struct SizeRules {
 }
 
 impl SizeRules {
-    /// Bytes of the largest activation denoising a `width`×`height` image takes: a UNet pass at
-    /// batch 2 (classifier-free guidance) over its latents.
-    pub fn largest_denoise_bytes(&self, width: usize, height: usize) -> u64 {
-        self.unet.largest_bytes(self.vae.latent_pixels(width, height))
+    /// Bytes of the largest activation a UNet pass over `batch` latents of a `width`×`height`
+    /// image takes.
+    pub fn largest_denoise_bytes(&self, width: usize, height: usize, batch: u64) -> u64 {
+        self.unet.largest_bytes(self.vae.latent_pixels(width, height), batch)
+    }
+
+    /// How many latents a UNet pass takes at `width`×`height`: under classifier-free guidance
+    /// (`guided`) the prompt's and the negative prompt's together, as diffusers batches them,
+    /// where the buffer limit holds that pass's largest activation, else one per pass; 1
+    /// unguided.
+    pub fn unet_batch(&self, width: usize, height: usize, guided: bool) -> u64 {
+        let fits = |limit: &BufferLimit| self.largest_denoise_bytes(width, height, 2) <= limit.bytes;
+        if guided && self.buffer_limit.as_ref().is_none_or(fits) { 2 } else { 1 }
     }
 }
 

@@ -382,12 +382,18 @@ impl<'a> Sdxl<'a> {
     pub fn working(&self, params: &GenerateParams, encodes: bool) -> NetworkBytes {
         let vae = &self.base.vae_config;
         let pixels = vae.latent_pixels(params.width, params.height);
+        let batch = self.unet_batch(params);
         NetworkBytes {
             text_encoders: 0,
-            unet: self.base.unet_shape.working_bytes(pixels),
-            refiner_unet: self.refiner.map(|refiner| refiner.unet_shape.working_bytes(pixels)),
+            unet: self.base.unet_shape.working_bytes(pixels, batch),
+            refiner_unet: self.refiner.map(|refiner| refiner.unet_shape.working_bytes(pixels, batch)),
             vae: vae.working_bytes(params.width, params.height, self.vae_limit().map(|limit| limit.bytes), encodes),
         }
+    }
+
+    /// How many latents a UNet pass of the run takes ([`SizeRules::unet_batch`]).
+    pub(super) fn unet_batch(&self, params: &GenerateParams) -> u64 {
+        self.size_rules().unet_batch(params.width, params.height, params.guided())
     }
 
     /// The tiles decoding latents [1, 4, h, w] takes within the buffer limit (none: whole).
@@ -475,6 +481,7 @@ impl<'a> Sdxl<'a> {
             &refiner_time_ids(size, (0, 0), params.aesthetic_score),
             &refiner_time_ids(size, (0, 0), params.negative_aesthetic_score),
             params.guidance,
+            self.unet_batch(params),
             Stage::Refiner,
             device,
         ))
@@ -493,7 +500,7 @@ impl<'a> Sdxl<'a> {
     ) -> Result<(PromptEmbeds, Option<PromptEmbeds>)> {
         let mode = params.long_prompt;
         let negative_prompt = match &params.negative_prompt {
-            _ if params.guidance <= 1.0 => None,
+            _ if !params.guided() => None,
             None if force_zeros_for_empty_prompt => None,
             negative => Some(negative.as_deref().unwrap_or("")),
         };
@@ -504,7 +511,7 @@ impl<'a> Sdxl<'a> {
         let positive = encode_prompt(encoders, &params.prompt, mode, windows, device, warn)?;
         let negative = match negative_prompt {
             Some(negative) => Some(encode_prompt(encoders, negative, mode, windows, device, warn)?),
-            None if params.guidance > 1.0 => Some(positive.zeros_like()),
+            None if params.guided() => Some(positive.zeros_like()),
             None => None,
         };
         Ok((positive, negative))

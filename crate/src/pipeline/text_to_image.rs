@@ -56,7 +56,8 @@ impl Sdxl<'_> {
         let size = (params.height, params.width);
         let time_ids = base_time_ids(size, (0, 0), size);
         let latents = initial * scheduler.init_noise_sigma();
-        let base_run = Denoise::new(positive, negative, &time_ids, &time_ids, params.guidance, Stage::Base, device);
+        let batch = self.unet_batch(params);
+        let base_run = Denoise::new(positive, negative, &time_ids, &time_ids, params.guidance, batch, Stage::Base, device);
         let mut phases = vec![Phase { denoise: base_run, scheduler, steps: 0..base_end }];
         if let Some(refiner) = self.refiner {
             // The refiner continues the same schedule on a fresh scheduler (the pipeline's own).

@@ -6,8 +6,8 @@
 //! resnet's input with its normalized copy and its convolution's output, or a GEGLU projection
 //! (of at most `FEED_FORWARD_CHUNK_BYTES`: longer sequences go through in pieces) with its
 //! gated half and their product. So a network counts its kept activations plus
-//! [`LIVE_WIDEST`] times its widest one, in f32, at batch 2 for a UNet (classifier-free
-//! guidance). Attention keeps no scores ([`crate::kernels::attention`]); the text encoders' 77
+//! [`LIVE_WIDEST`] times its widest one, in f32, at the batch a UNet pass takes (2 under
+//! classifier-free guidance with both branches in one pass, as diffusers runs them; else 1). Attention keeps no scores ([`crate::kernels::attention`]); the text encoders' 77
 //! tokens take a few MiB, not counted. `sdxl generate` prints the estimate beside what burn's
 //! pools measured in each phase.
 
@@ -28,29 +28,30 @@ fn per_level(widths: &[u64], pixels: u64) -> impl Iterator<Item = u64> + '_ {
         .map(move |(level, &width)| width.saturating_mul(pixels.checked_shr(2 * level as u32).unwrap_or(0)))
 }
 
-/// Bytes of `values` f32 at batch 2.
-fn batch_of_two(values: u64) -> u64 {
-    values.saturating_mul(2 * size_of::<f32>() as u64)
+/// Bytes of `values` f32 for each of `batch` items.
+fn f32_bytes(values: u64, batch: u64) -> u64 {
+    values.saturating_mul(batch).saturating_mul(size_of::<f32>() as u64)
 }
 
 impl UNetShape {
-    /// Bytes of the skip connections a pass over latents of `latent_pixels` holds when its
-    /// down path ends.
-    pub fn skip_bytes(&self, latent_pixels: u64) -> u64 {
-        batch_of_two(per_level(&self.skip_widths, latent_pixels).fold(0u64, u64::saturating_add))
+    /// Bytes of the skip connections a pass over `batch` latents of `latent_pixels` holds when
+    /// its down path ends.
+    pub fn skip_bytes(&self, latent_pixels: u64, batch: u64) -> u64 {
+        f32_bytes(per_level(&self.skip_widths, latent_pixels).fold(0u64, u64::saturating_add), batch)
     }
 
     /// Bytes of a pass's largest activation: a resnet's or an upsampler's, or a feed-forward's
     /// projection, which is never more than [`FEED_FORWARD_CHUNK_BYTES`] at once.
-    pub fn largest_bytes(&self, latent_pixels: u64) -> u64 {
-        let widest = |widths| batch_of_two(per_level(widths, latent_pixels).max().unwrap_or(0));
+    pub fn largest_bytes(&self, latent_pixels: u64, batch: u64) -> u64 {
+        let widest = |widths| f32_bytes(per_level(widths, latent_pixels).max().unwrap_or(0), batch);
         widest(&self.widths).max(widest(&self.feed_forward_widths).min(FEED_FORWARD_CHUNK_BYTES))
     }
 
     /// Bytes of activations a pass holds at its most: its skips and [`LIVE_WIDEST`] of its
     /// largest.
-    pub fn working_bytes(&self, latent_pixels: u64) -> u64 {
-        self.skip_bytes(latent_pixels).saturating_add(LIVE_WIDEST.saturating_mul(self.largest_bytes(latent_pixels)))
+    pub fn working_bytes(&self, latent_pixels: u64, batch: u64) -> u64 {
+        let largest = self.largest_bytes(latent_pixels, batch);
+        self.skip_bytes(latent_pixels, batch).saturating_add(LIVE_WIDEST.saturating_mul(largest))
     }
 }
 
