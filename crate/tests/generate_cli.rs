@@ -148,7 +148,9 @@ fn a_budget_is_kept_or_refused_clearly() {
     let refused = generate(&out, &["--budget-mib", "1"]);
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());
-    assert!(message.contains("this model needs 2 MiB of GPU memory with every network resident"), "{message}");
+    // The demo base's networks on the device: 2.07 MiB (its f16 norms and biases as f32, its
+    // q8 weights with f32 block scales), against 1.27 MiB of shards.
+    assert!(message.contains("this model needs 3 MiB of GPU memory with every network resident"), "{message}");
     assert!(message.contains("--budget-mib allows 1 MiB"), "{message}");
 
     let size = ["--width", "256", "--height", "256", "--steps", "2", "--seed", "9"];

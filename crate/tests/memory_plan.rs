@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use burn::tensor::{Device, DeviceKind, Distribution, Tensor, TensorData};
 use sdxl_web::error::{Kind, Result};
 use sdxl_web::pipeline::folder::{self, Folders};
+use sdxl_web::weights::manifest::Manifest;
 use common::{Quiet, planned, relative_l2};
 use sdxl_web::pipeline::{
     Base, BufferLimit, GenerateParams, Image, Loaded, MemoryBudget, MemoryPlan, Models, Network, NetworkBytes, Noise, Refiner, Residency, RunHost,
@@ -172,6 +173,29 @@ fn a_released_network_leaves_no_memory_behind() {
     assert_eq!(in_use(), before);
     drop(models);
     assert_eq!(in_use(), before);
+}
+
+/// What the plan counts for a network from its manifest (`Network::bytes_in`: quantized weights
+/// with f32 block scales, the rest f32) is what holding it takes on the GPU.
+#[test]
+fn the_plan_counts_what_each_network_takes_on_the_gpu() {
+    let (device, _only) = wgpu();
+    let in_use = || {
+        device.sync().unwrap();
+        device.memory_pool_usage().expect("wgpu reports its pools").bytes_in_use
+    };
+    for (model, networks) in [("base", &EVERY_BASE_NETWORK[..]), ("refiner", &[Network::RefinerUnet][..])] {
+        let manifest = Manifest::parse(&std::fs::read(demo(model).join("manifest.json")).unwrap(), model).unwrap();
+        for &network in networks {
+            let before = in_use();
+            let loaded = folder::network(&demo(model), network, &device).unwrap();
+            let taken = in_use() - before;
+            let counted = network.bytes_in(&manifest);
+            println!("{network:?}: {taken} bytes in use, {counted} counted");
+            assert!(counted.abs_diff(taken) <= counted / 1000, "{network:?}: {taken} bytes in use, {counted} counted");
+            drop(loaded);
+        }
+    }
 }
 
 #[test]

@@ -243,9 +243,10 @@ fn activations_are_estimated_from_the_shapes() {
     assert_eq!(unet.working_bytes(u64::MAX, 2), u64::MAX);
 }
 
-/// SDXL base at 1024² one network at a time, its networks as converted (the shards' MiB): at
-/// q8 within 3.5 GiB (a whole decode fits beside the VAE's weights: 85 + 3 × 1024 MiB), at q4
-/// within 2.5 GiB only because the budget tiles the VAE. Either way the UNet's phase peaks: its
+/// SDXL base at 1024² one network at a time, its networks as converted and loaded (MiB on the
+/// GPU, `quant::device_bytes` of the full-size manifests, weights-tools/scripts/random_full_size.py):
+/// at q8 within 3.5 GiB (a whole decode fits beside the VAE's weights: 90 + 3 × 1024 MiB), at
+/// q4 within 2.5 GiB only because the budget tiles the VAE. Either way the UNet's phase peaks: its
 /// weights, its skips and three of its widest activation.
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -253,8 +254,8 @@ fn a_budget_tiles_sdxls_vae_to_fit_full_size_in_sequential_mode() {
     const MIB: u64 = 1 << 20;
     let (unet, vae) = (sdxl_unet(), sdxl_vae());
     let pixels = vae.latent_pixels(1024, 1024);
-    for (shards, budget_mib, tile) in [([829, 2603, 85], 3584, None), ([440, 1379, 45], 2560, Some(512))] {
-        let [text_encoders, unet_bytes, vae_bytes] = shards.map(|mib: u64| mib * MIB);
+    for (networks, budget_mib, tile) in [([880, 2759, 90], 3584, None), ([490, 1535, 50], 2560, Some(512))] {
+        let [text_encoders, unet_bytes, vae_bytes] = networks.map(|mib: u64| mib * MIB);
         let bytes = NetworkBytes { text_encoders, unet: unet_bytes, refiner_unet: None, vae: vae_bytes };
         let budget = MemoryBudget { bytes: budget_mib * MIB, text: format!("the budget is {budget_mib} MiB") };
         let plan = MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(Residency::Sequential), Some(&budget)).unwrap();

@@ -179,7 +179,8 @@ function compare(rgba, native, pixels) {
 }
 
 test('one network at a time: the resident image, networks reloaded from the cache; a lowered buffer limit decodes in tiles as natively; too small a budget is refused before the download', async () => {
-  // The demo's largest network (the refiner's UNet) takes 1.07 MiB: a 1 MiB budget fits no plan.
+  // The demo's largest network (the refiner's UNet) takes 1.31 MiB on the GPU: a 1 MiB budget
+  // fits no plan.
   const before = requests.length;
   const small = await openApp('?budget=1');
   const refused = await waitFor(small.page, ['ready', 'failed', 'crashed']);

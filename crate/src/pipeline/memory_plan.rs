@@ -21,6 +21,7 @@ use super::params::BufferLimit;
 use super::working_memory::LIVE_WIDEST;
 use crate::error::{Error, Result};
 use crate::weights::manifest::Manifest;
+use crate::weights::quant;
 
 /// How the networks of a run are kept on the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,9 +56,12 @@ impl Network {
     }
 
     /// Bytes it takes on the device from a converted model (`manifest`): its components'
-    /// shards, as weights stay on the device as stored.
+    /// tensors as the loader keeps them (`quant::device_bytes`: quantized weights stay
+    /// quantized, with f32 block scales; the rest f32).
     pub fn bytes_in(self, manifest: &Manifest) -> u64 {
-        self.components().iter().flat_map(|&component| manifest.shards_of(component)).map(|shard| shard.size).sum()
+        let components = self.components();
+        let tensors = manifest.tensors.iter().filter(|tensor| components.contains(&tensor.component.as_str()));
+        tensors.map(|t| quant::device_bytes(t.dtype, &t.shape, t.block_size)).fold(0, u64::saturating_add)
     }
 
     /// Its name in messages.

@@ -248,8 +248,10 @@ pub fn device_quantized(dtype: StoredDtype, bytes: &[u8], shape: &[usize], block
     Some(Tensor::from_data(TensorData::from_bytes_vec(packed, [rows, cols], DType::QFloat(scheme)), device))
 }
 
-/// The block-quantized form [`device_quantized`] gives a tensor, if it gives one.
-pub fn device_scheme(dtype: StoredDtype, shape: &[usize], block_size: Option<usize>, device: &Device) -> Option<QuantScheme> {
+/// How a q8/q4 tensor kept block-quantized on a device is packed: its values, how many go in
+/// a 32-bit word, and its block; `None` where its rows are not whole blocks of whole words
+/// (such a tensor is expanded to f32).
+fn device_packing(dtype: StoredDtype, shape: &[usize], block_size: Option<usize>) -> Option<(QuantValue, usize, usize)> {
     let (value, per_word) = match dtype {
         StoredDtype::Q8 => (QuantValue::Q8S, 4),
         StoredDtype::Q4 => (QuantValue::Q4S, 8),
@@ -257,12 +259,28 @@ pub fn device_scheme(dtype: StoredDtype, shape: &[usize], block_size: Option<usi
     };
     let block = block_size?;
     let (_, cols) = rows_cols(shape)?;
+    (block > 0 && cols % block == 0 && cols % per_word == 0).then_some((value, per_word, block))
+}
+
+/// The block-quantized form [`device_quantized`] gives a tensor, if it gives one.
+pub fn device_scheme(dtype: StoredDtype, shape: &[usize], block_size: Option<usize>, device: &Device) -> Option<QuantScheme> {
+    let (value, _, block) = device_packing(dtype, shape, block_size)?;
     let scheme = QuantScheme::default()
         .with_value(value)
         .with_store(QuantStore::PackedU32(0))
         .per_block([u8::try_from(block).ok()?], ScaleDtype::F32);
-    let whole = block > 0 && cols % block == 0 && cols % per_word == 0;
-    (whole && device.supports_dtype(DType::QFloat(scheme))).then_some(scheme)
+    device.supports_dtype(DType::QFloat(scheme)).then_some(scheme)
+}
+
+/// Bytes a stored tensor takes on a GPU once loaded: a q8/q4 weight [`device_quantized`] keeps
+/// block-quantized, its values as stored plus an f32 scale per block (1.125 or 0.625 bytes per
+/// parameter at block 32, where the file stores f16 scales); any other tensor as f32.
+pub fn device_bytes(dtype: StoredDtype, shape: &[usize], block_size: Option<usize>) -> u64 {
+    let count = element_count(shape).map_or(u64::MAX, |count| count as u64);
+    match device_packing(dtype, shape, block_size) {
+        Some((_, per_word, block)) => (count / per_word as u64 * 4).saturating_add(count / block as u64 * 4),
+        None => count.saturating_mul(4),
+    }
 }
 
 /// Expands q8/q4 values on `device`: `values` holds whole blocks of `block` values (one byte per
