@@ -29,6 +29,12 @@ fn wgpu() -> (Device, std::sync::MutexGuard<'static, ()>) {
     (Device::wgpu(DeviceKind::DefaultDevice), guard)
 }
 
+/// The bytes the device's allocations take, once its work is done.
+fn in_use(device: &Device) -> u64 {
+    device.sync().unwrap();
+    device.memory_pool_usage().expect("wgpu reports its pools").bytes_in_use
+}
+
 const EVERY_BASE_NETWORK: [Network; 3] = [Network::TextEncoders, Network::Unet, Network::Vae];
 
 /// Loads from the folders, noting what loaded.
@@ -146,10 +152,7 @@ fn refining_an_image_loads_one_network_at_a_time_and_gives_the_same_image() {
 #[test]
 fn a_released_network_leaves_no_memory_behind() {
     let (device, _only) = wgpu();
-    let in_use = || {
-        device.sync().unwrap();
-        device.memory_pool_usage().expect("wgpu reports its pools").bytes_in_use
-    };
+    let in_use = || in_use(&device);
     let before = in_use();
     let base = folder::base(&demo("base"), &EVERY_BASE_NETWORK, &device).unwrap();
     let mut models = Models::new(base, None);
@@ -180,10 +183,7 @@ fn a_released_network_leaves_no_memory_behind() {
 #[test]
 fn the_plan_counts_what_each_network_takes_on_the_gpu() {
     let (device, _only) = wgpu();
-    let in_use = || {
-        device.sync().unwrap();
-        device.memory_pool_usage().expect("wgpu reports its pools").bytes_in_use
-    };
+    let in_use = || in_use(&device);
     for (model, networks) in [("base", &EVERY_BASE_NETWORK[..]), ("refiner", &[Network::RefinerUnet][..])] {
         let manifest = Manifest::parse(&std::fs::read(demo(model).join("manifest.json")).unwrap(), model).unwrap();
         for &network in networks {
