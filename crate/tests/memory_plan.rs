@@ -326,6 +326,44 @@ fn the_plan_fits_the_budget() {
 /// A budget too small for a whole decode tiles the VAE: the run decodes in the tiles a buffer
 /// limit of the budget's share would pick (what the budget leaves the VAE's phase beside its
 /// weights, over the three activations a decode holds), says so, and its VAE phase needs less.
+/// A budget that leaves the UNet's phase less than a pass over both guidance branches needs:
+/// each branch gets a pass (half the activations), said in a warning, with the image of the
+/// run that takes both in one pass.
+#[test]
+fn a_budget_too_small_for_both_guidance_branches_gives_each_a_pass() {
+    let (device, _only) = wgpu();
+    let bytes = folder::network_bytes(&demo("base"), None).unwrap().expect("the demo is converted");
+    let mut params = params();
+    (params.width, params.height, params.steps) = (256, 256, 2);
+    let mut models = Models::new(folder::base(&demo("base"), &[], &device).unwrap(), None);
+    let together = models.sdxl(false, None).working(&params, false);
+    let budget = MemoryBudget { bytes: bytes.unet + together.unet - 1, text: "the test's budget".into() };
+    let plan = MemoryPlan::choose(&bytes, &NetworkBytes::default(), Some(Residency::Sequential), Some(&budget)).unwrap();
+    assert_eq!(plan.room(Network::Unet), Some(together.unet - 1));
+    let apart = models.sdxl(false, None).within_plan(&plan).working(&params, false);
+    assert_eq!(apart.unet * 2, together.unet, "one latent a pass: half the activations");
+
+    let base = demo("base");
+    let mut folders = Folders { base: &base, refiner: None, device: &device, progress: &mut Quiet };
+    let mut host = Logged { folders: &mut folders, loads: Vec::new(), warnings: Vec::new() };
+    let image = planned(&mut models, &plan, false, None, &params, Noise::from_seed(3, &device), &device, &mut host).unwrap();
+    let expected = format!(
+        "256×256 denoises the prompt and the negative prompt in a UNet pass each (twice the passes): in one pass they need {} MiB \
+         of activations; the test's budget, which leaves {:.1} MiB to the base UNet's activations",
+        together.unet.div_ceil(MIB),
+        (together.unet - 1) as f64 / MIB as f64
+    );
+    assert!(host.warnings.contains(&expected), "{:?}", host.warnings);
+
+    // Every network loaded, both branches in one pass, decoded in the tiles the budget chose.
+    let limit = plan.vae_limit().unwrap();
+    let base = Base::from_folder(&demo("base"), &device).unwrap();
+    let latents = Sdxl::new(&base, None).denoise(&params, Noise::from_seed(3, &device), &device, &mut Quiet).unwrap();
+    let one_pass = Sdxl::new(&base, None).with_buffer_limit(BufferLimit { bytes: limit.bytes, text: String::new() }).decode(latents).unwrap();
+    let error = relative_l2(&image.pixels, &one_pass.pixels);
+    assert!(error < 1e-4, "a pass each vs one pass: {error:e}");
+}
+
 #[test]
 fn a_budget_too_small_for_a_whole_decode_tiles_the_vae() {
     let (device, _only) = wgpu();

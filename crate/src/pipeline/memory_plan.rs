@@ -219,6 +219,22 @@ impl MemoryPlan {
         MemoryPlan::choose(&self.bytes, working, Some(self.residency), self.budget.as_ref())
     }
 
+    /// What the budget leaves the phase that runs `network` besides the weights held in it
+    /// (`None` without a budget).
+    pub fn room(&self, network: Network) -> Option<u64> {
+        Some(self.budget.as_ref()?.bytes.saturating_sub(self.bytes.held(self.residency, network)))
+    }
+
+    /// The budget and the room it leaves `network`'s phase, for messages.
+    pub fn room_text(&self, network: Network) -> String {
+        match (&self.budget, self.room(network)) {
+            (Some(budget), Some(room)) => {
+                format!("{}, which leaves {:.1} MiB to {}'s activations", budget.text, room as f64 / (1 << 20) as f64, network.describe())
+            }
+            _ => "no budget".into(),
+        }
+    }
+
     /// The most one of the VAE's activations may take within the budget (`None` without one):
     /// what the budget leaves the VAE's phase besides the weights held in it, shared by the
     /// [`LIVE_WIDEST`] activations a decode or encode holds at once. The VAE tiles within it
@@ -227,7 +243,7 @@ impl MemoryPlan {
     /// tiling would; sizes the smallest tiles cannot fit are refused before the run.
     pub fn vae_limit(&self) -> Option<BufferLimit> {
         let budget = self.budget.as_ref()?;
-        let bytes = budget.bytes.saturating_sub(self.bytes.held(self.residency, Network::Vae)) / LIVE_WIDEST;
+        let bytes = self.room(Network::Vae)? / LIVE_WIDEST;
         Some(BufferLimit {
             bytes,
             text: format!(

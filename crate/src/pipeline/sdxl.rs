@@ -313,7 +313,7 @@ impl Models {
 
     /// The pipeline over these models, with the refiner when `refined`, within `limit`.
     pub fn sdxl(&self, refined: bool, limit: Option<BufferLimit>) -> Sdxl<'_> {
-        Sdxl { base: &self.base, refiner: self.refiner.as_ref().filter(|_| refined), buffer_limit: limit, vae_budget: None }
+        Sdxl { base: &self.base, refiner: self.refiner.as_ref().filter(|_| refined), buffer_limit: limit, plan: None }
     }
 }
 
@@ -324,14 +324,16 @@ pub struct Sdxl<'a> {
     /// The largest buffer a run may use, where something limits it (a GPU's buffers, the
     /// host's memory): sizes that need more are refused, decoding tiles where that helps.
     pub buffer_limit: Option<BufferLimit>,
-    /// The most one of the VAE's activations may take within a memory plan's budget
-    /// ([`MemoryPlan::vae_limit`]): the VAE also tiles within it.
-    pub vae_budget: Option<BufferLimit>,
+    /// The memory plan the run keeps to, where it has a budget: the VAE tiles within what it
+    /// leaves the VAE ([`MemoryPlan::vae_limit`]), and the UNets take the guidance branches in
+    /// a pass each where both in one pass would not fit what it leaves them
+    /// ([`MemoryPlan::room`]).
+    pub plan: Option<MemoryPlan>,
 }
 
 impl<'a> Sdxl<'a> {
     pub fn new(base: &'a Base, refiner: Option<&'a Refiner>) -> Self {
-        Self { base, refiner, buffer_limit: None, vae_budget: None }
+        Self { base, refiner, buffer_limit: None, plan: None }
     }
 
     /// Refuses sizes that need a buffer larger than `limit`, and decodes in tiles the sizes
@@ -343,16 +345,17 @@ impl<'a> Sdxl<'a> {
 
     /// Runs within `plan`: where its budget leaves the VAE's phase less than the buffer limit,
     /// decoding and encoding tile to fit the budget (a whole decode of 1024² holds three
-    /// activations of 1 GiB).
+    /// activations of 1 GiB); where it leaves a UNet's phase less than a pass over both
+    /// guidance branches needs, each branch gets a pass.
     pub fn within_plan(mut self, plan: &MemoryPlan) -> Self {
-        self.vae_budget = plan.vae_limit();
+        self.plan = Some(plan.clone());
         self
     }
 
     /// The largest activation the VAE may take: the narrower of the buffer limit and the
     /// budget's.
     fn vae_limit(&self) -> Option<BufferLimit> {
-        BufferLimit::narrower(self.buffer_limit.as_ref(), self.vae_budget.as_ref())
+        BufferLimit::narrower(self.buffer_limit.as_ref(), self.plan.as_ref().and_then(MemoryPlan::vae_limit).as_ref())
     }
 
     /// The sizes this pipeline can run: the base's, and the refiner's too when there is one (its
@@ -371,29 +374,59 @@ impl<'a> Sdxl<'a> {
     /// The one validation of a run's parameters, before anything runs or loads; warnings go to
     /// `warn`.
     pub fn check(&self, params: &GenerateParams, warn: &mut dyn FnMut(String)) -> Result<()> {
-        for warning in params.validate(&self.size_rules())? {
+        let rules = self.size_rules();
+        for warning in params.validate(&rules)? {
             warn(warning);
         }
+        let (width, height) = (params.width, params.height);
+        let together = rules.unet_batch(width, height, params.guided()) == 2;
+        if let Some((plan, network)) = self.plan.as_ref().zip(self.unet_room_short(params, 2)).filter(|_| together) {
+            warn(format!(
+                "{width}×{height} denoises the prompt and the negative prompt in a UNet pass each (twice the passes): \
+                 in one pass they need {} MiB of activations; {}",
+                self.unet_working(params, 2).into_iter().map(|(_, bytes)| bytes).max().unwrap_or(0).div_ceil(1 << 20),
+                plan.room_text(network)
+            ));
+        }
         Ok(())
+    }
+
+    /// Each UNet's activations in a pass over `batch` latents at the run's size.
+    fn unet_working(&self, params: &GenerateParams, batch: u64) -> Vec<(Network, u64)> {
+        let pixels = self.base.vae_config.latent_pixels(params.width, params.height);
+        let refiner = self.refiner.map(|refiner| (Network::RefinerUnet, refiner.unet_shape.working_bytes(pixels, batch)));
+        std::iter::once((Network::Unet, self.base.unet_shape.working_bytes(pixels, batch))).chain(refiner).collect()
+    }
+
+    /// The first UNet phase whose room within the plan's budget is less than its activations
+    /// in a pass over `batch` latents need; `None` where every one fits or there is no budget.
+    fn unet_room_short(&self, params: &GenerateParams, batch: u64) -> Option<Network> {
+        let plan = self.plan.as_ref()?;
+        self.unet_working(params, batch).into_iter().find(|&(network, bytes)| plan.room(network).is_some_and(|room| bytes > room)).map(|(network, _)| network)
     }
 
     /// Each network's activations at the run's size, estimated ([`super::working_memory`]);
     /// the VAE's encoding too where the run `encodes` an image to refine.
     pub fn working(&self, params: &GenerateParams, encodes: bool) -> NetworkBytes {
         let vae = &self.base.vae_config;
-        let pixels = vae.latent_pixels(params.width, params.height);
-        let batch = self.unet_batch(params);
+        let unets = self.unet_working(params, self.unet_batch(params));
+        let of = |network| unets.iter().find(|(n, _)| *n == network).map(|&(_, bytes)| bytes);
         NetworkBytes {
             text_encoders: 0,
-            unet: self.base.unet_shape.working_bytes(pixels, batch),
-            refiner_unet: self.refiner.map(|refiner| refiner.unet_shape.working_bytes(pixels, batch)),
+            unet: of(Network::Unet).unwrap_or(0),
+            refiner_unet: of(Network::RefinerUnet),
             vae: vae.working_bytes(params.width, params.height, self.vae_limit().map(|limit| limit.bytes), encodes),
         }
     }
 
-    /// How many latents a UNet pass of the run takes ([`SizeRules::unet_batch`]).
+    /// How many latents a UNet pass of the run takes: both guidance branches where the buffer
+    /// limit ([`SizeRules::unet_batch`]) and the plan's budget allow a pass over both, else
+    /// one.
     pub(super) fn unet_batch(&self, params: &GenerateParams) -> u64 {
-        self.size_rules().unet_batch(params.width, params.height, params.guided())
+        match self.size_rules().unet_batch(params.width, params.height, params.guided()) {
+            2 if self.unet_room_short(params, 2).is_some() => 1,
+            batch => batch,
+        }
     }
 
     /// The tiles decoding latents [1, 4, h, w] takes within the buffer limit (none: whole).
