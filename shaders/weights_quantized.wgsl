@@ -9,7 +9,9 @@
 
 fn weight(flat: u32) -> f32 {
     let bits = weight_bits();
-    let per_word = 32u / bits;
-    let word = bitcast<i32>(values[flat / per_word]);
-    return f32(extractBits(word, (flat % per_word) * bits, bits)) * scales[flat / 32u];
+    // Values per word: 4 (q8) or 8 (q4), as a shift: no division per value.
+    let per_word_log2 = select(3u, 2u, bits == 8u);
+    let word = bitcast<i32>(values[flat >> per_word_log2]);
+    let first_bit = (flat & ((1u << per_word_log2) - 1u)) * bits;
+    return f32(extractBits(word, first_bit, bits)) * scales[flat >> 5u];
 }

@@ -231,24 +231,36 @@ impl Bench {
         report(self.row(op, flops, seconds, Some(stored_seconds)).await);
     }
 
-    /// A Linear of `inputs` → `outputs` over `tokens` rows: f32, and burn's q8/q4 matmul on our
-    /// block-32 weights (dequantized while read), as the model holds them.
+    /// A Linear of `inputs` → `outputs` over `tokens` rows: burn's f32 matmul, and for our GEMM
+    /// (`kernels::linear`) and burn's q8/q4 matmul on our block-32 weights (both dequantize
+    /// while reading, as the model holds them) the time against burn's for the same weights and
+    /// against burn's f32 matmul.
     async fn linear(&self, name: &str, tokens: usize, inputs: usize, outputs: usize, report: &mut dyn FnMut(Row)) {
         let x = self.normal([tokens, inputs]);
         let weight = self.normal([outputs, inputs]);
         let flops = 2.0 * (tokens * inputs * outputs) as f64;
+        let shape = format!("{name} ({tokens}×{inputs} · {inputs}×{outputs})");
         let f32_seconds = self.seconds(|| x.clone().matmul(weight.clone().transpose())).await;
-        report(self.row(format!("Linear f32: {name} ({tokens}×{inputs} · {inputs}×{outputs})"), flops, f32_seconds, None).await);
+        report(self.row(format!("Linear f32, burn's matmul: {shape}"), flops, f32_seconds, None).await);
+        if kernels::linear::linear(&x, &weight, None).is_some() {
+            let seconds = self.seconds(|| kernels::linear::linear(&x, &weight, None).expect("applies")).await;
+            report(self.row(format!("Linear f32, ours vs burn's matmul: {shape}"), flops, seconds, Some(f32_seconds)).await);
+        }
         let weights = values(weight).await;
         for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
-            let shape = [outputs, inputs];
-            let quantized = quant::encode(dtype, &weights, &shape, Some(32))
+            let shape_2d = [outputs, inputs];
+            let quantized = quant::encode(dtype, &weights, &shape_2d, Some(32))
                 .ok()
-                .and_then(|bytes| quant::device_quantized(dtype, &bytes, &shape, Some(32), &self.device));
+                .and_then(|bytes| quant::device_quantized(dtype, &bytes, &shape_2d, Some(32), &self.device));
             let Some(quantized) = quantized else { continue };
-            let seconds = self.seconds(|| x.clone().matmul(quantized.clone().transpose())).await;
-            let op = format!("Linear {dtype:?}, burn's fused-dequant matmul (× = f32 time / this): {name}");
-            report(self.row(op, flops, seconds, Some(f32_seconds)).await);
+            let burns = self.seconds(|| x.clone().matmul(quantized.clone().transpose())).await;
+            let op = format!("Linear {dtype:?}, burn's fused-dequant matmul (× = its f32 time / this): {shape}");
+            report(self.row(op, flops, burns, Some(f32_seconds)).await);
+            if kernels::linear::linear(&x, &quantized, None).is_some() {
+                let seconds = self.seconds(|| kernels::linear::linear(&x, &quantized, None).expect("applies")).await;
+                let op = format!("Linear {dtype:?}, ours vs burn's {dtype:?} matmul (burn's f32 time / ours: {:.2}×): {shape}", f32_seconds / seconds);
+                report(self.row(op, flops, seconds, Some(burns)).await);
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ mod kernel_cases;
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use kernel_cases::{
     ATTENTION_SHAPES, CONV_SHAPES, Case, EMBEDDING_SHAPES, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases, flash_unit_cases,
-    UPSAMPLED_CONV_SHAPES, embedding_cases, group_norm_cases, quantized_conv_cases, upsampled_conv_cases,
+    LINEAR_SHAPES, UPSAMPLED_CONV_SHAPES, embedding_cases, linear_cases, group_norm_cases, quantized_conv_cases, upsampled_conv_cases,
 };
 use sdxl_web::kernels;
 
@@ -52,6 +52,11 @@ fn upsampled_conv_matches_burn_on_the_upsampled_input() {
 #[test]
 fn conv_reads_quantized_weights_as_stored() {
     check(quantized_conv_cases(&wgpu(), &QUANTIZED_CONV_SHAPES));
+}
+
+#[test]
+fn linear_reads_quantized_weights_as_stored() {
+    check(linear_cases(&wgpu(), &LINEAR_SHAPES));
 }
 
 #[test]

@@ -114,6 +114,7 @@ async fn our_kernels_match_burns_ops_on_webgpu() {
         .chain(kernel_cases::conv_cases(&device, &kernel_cases::CONV_SHAPES))
         .chain(kernel_cases::quantized_conv_cases(&device, &kernel_cases::QUANTIZED_CONV_SHAPES))
         .chain(kernel_cases::upsampled_conv_cases(&device, &kernel_cases::UPSAMPLED_CONV_SHAPES))
+        .chain(kernel_cases::linear_cases(&device, &kernel_cases::LINEAR_SHAPES))
         .chain(kernel_cases::embedding_cases(&device, &kernel_cases::EMBEDDING_SHAPES));
     for (name, ours, burn) in cases {
         let ours = ours.into_data_async().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));

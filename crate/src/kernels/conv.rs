@@ -7,34 +7,13 @@ use burn::backend::wgpu::CubeTensor;
 use burn::backend::{BackendTensor, CubeDevice, DispatchTensorKind};
 use burn::tensor::{DType, Tensor};
 
-use super::launch::{MAX_WORKGROUPS, Wgsl, empty_f32, launch, to_tensor, wgpu_f32};
+use super::gemm::{self, TILE};
+use super::launch::{MAX_WORKGROUPS, empty_f32, launch, to_tensor, wgpu_f32};
 use crate::weights::quant::{self, StoredDtype};
 
-/// Output channels and pixels per workgroup (the WGSL's `TILE`).
-const TILE: usize = 64;
+/// The kernel with f32 weights, and reading q8/q4 block storage.
+const KERNELS: gemm::Kernels = gemm::kernels("conv2d_gemm", "conv2d_gemm_quantized", include_str!("../../../shaders/conv2d_gemm.wgsl"));
 
-const SOURCE: &str = include_str!("../../../shaders/conv2d_gemm.wgsl");
-
-/// The kernel with f32 weights.
-const GEMM: Wgsl = Wgsl {
-    name: "conv2d_gemm",
-    source: SOURCE,
-    placeholders: &[("weights", include_str!("../../../shaders/conv2d_weights_f32.wgsl")), ("bias", "2"), ("out", "3"), ("info", "4")],
-    workgroup_size: [16, 16, 1],
-};
-
-/// The kernel reading q8/q4 block storage.
-const GEMM_QUANTIZED: Wgsl = Wgsl {
-    name: "conv2d_gemm_quantized",
-    source: SOURCE,
-    placeholders: &[
-        ("weights", include_str!("../../../shaders/weights_quantized.wgsl")),
-        ("bias", "3"),
-        ("out", "4"),
-        ("info", "5"),
-    ],
-    workgroup_size: [16, 16, 1],
-};
 
 /// `x` [batch, in, h, w] convolved with `weight` [out, in · kernel²] (rows as in the checkpoint)
 /// plus `bias` [out], square `kernel`, `stride`, padding `[(top, bottom), (left, right)]`, when
@@ -81,13 +60,13 @@ pub fn conv2d(
     let workgroups = [columns.div_ceil(TILE) as u32, outputs.div_ceil(TILE) as u32, 1];
     if let Some((values, scales, bits)) = block_quantized(weight) {
         params.push(bits);
-        launch(GEMM_QUANTIZED, workgroups, &[&x, &values, &scales, &bias], &out, &params);
+        launch(KERNELS.quantized, workgroups, &[&x, &values, &scales, &bias], &out, &params);
     } else {
         let weight = match weight.dtype() {
             DType::QFloat(_) => wgpu_f32(&weight.clone().dequantize())?,
             _ => wgpu_f32(weight)?,
         };
-        launch(GEMM, workgroups, &[&x, &weight, &bias], &out, &params);
+        launch(KERNELS.f32_weights, workgroups, &[&x, &weight, &bias], &out, &params);
     }
     Some(to_tensor(out))
 }

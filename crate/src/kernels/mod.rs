@@ -7,8 +7,10 @@
 pub mod attention;
 pub mod conv;
 pub mod embedding;
+pub mod gemm;
 pub mod group_norm;
 pub mod launch;
+pub mod linear;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,9 +1,11 @@
 //! Attention: the one place the attention math lives, and diffusers' `Attention` module.
 
 use burn::module::Module;
-use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
+use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
+
+use super::linear::{Linear, LinearConfig};
 
 /// The most bytes one block of attention scores may take: WebGPU's default (and everywhere
 /// guaranteed) `maxStorageBufferBindingSize`. SDXL at 1024² would otherwise materialize 1.3 GB of

@@ -3,11 +3,12 @@
 //! penultimate layer's hidden states and on encoder 2's projected EOS token.
 
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
+use super::linear::{Linear, LinearConfig};
 use super::attention::multi_head;
 use super::config::{
     MAX_LAYERS, MAX_MLP_WIDTH, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, require_divides, require_finite, require_within,

@@ -1,9 +1,10 @@
 //! diffusers' `Timesteps` (sinusoidal projection) and `TimestepEmbedding` (its MLP).
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
+
+use super::linear::{Linear, LinearConfig};
 
 /// `get_timestep_embedding`: [n] → [n, dim], sin/cos of `t·exp(-ln(10⁴)·i/(dim/2 − shift))`,
 /// cos first when `flip_sin_to_cos`.

@@ -1,10 +1,11 @@
 //! diffusers `ResnetBlock2D`, `Downsample2D` and `Upsample2D`.
 
 use burn::module::Module;
-use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
+use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
+use super::linear::{Linear, LinearConfig};
 use super::conv::{Conv2d, conv1x1, conv3x3};
 use crate::kernels::group_norm::norm_silu;
 

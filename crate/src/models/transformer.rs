@@ -1,10 +1,11 @@
 //! diffusers `Transformer2DModel` with `use_linear_projection` and its `BasicTransformerBlock`.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
+use super::linear::{Linear, LinearConfig};
 use super::attention::Attention;
 use super::resnet::group_norm;
 

@@ -85,13 +85,14 @@ pub fn flash_unit_cases(device: &Device, shapes: &[(usize, usize, usize, usize, 
 /// ([batch, in, h, w], out channels, kernel, stride, [(top, bottom), (left, right)]): channel
 /// counts off the 64 × 64 tiles and K off its 16-step, the UNet's stride-2 downsampler, the VAE's
 /// (padding only bottom and right), a 1×1 shortcut, a single pixel.
-pub const CONV_SHAPES: [([usize; 4], usize, usize, usize, [(usize, usize); 2]); 6] = [
+pub const CONV_SHAPES: [([usize; 4], usize, usize, usize, [(usize, usize); 2]); 7] = [
     ([2, 5, 9, 7], 70, 3, 1, [(1, 1), (1, 1)]),
     ([1, 33, 17, 15], 33, 3, 2, [(1, 1), (1, 1)]),
     ([1, 16, 16, 16], 16, 3, 2, [(0, 1), (0, 1)]),
     ([2, 20, 5, 6], 48, 1, 1, [(0, 0), (0, 0)]),
     ([1, 3, 1, 1], 5, 3, 1, [(1, 1), (1, 1)]),
     ([2, 320, 16, 16], 320, 3, 1, [(1, 1), (1, 1)]),
+    ([1, 64, 17, 15], 70, 3, 2, [(0, 1), (0, 1)]),
 ];
 
 /// Our implicit-GEMM convolution against burn's `conv2d` on the same device; results flattened
@@ -142,6 +143,46 @@ pub fn quantized_conv_cases(device: &Device, shapes: &[([usize; 4], usize)]) -> 
             let reference = conv2d(x, expanded, Some(bias), options);
             let flat = |t: Tensor<4>| t.reshape([batch, outputs, height * width]);
             cases.push((format!("conv {dtype:?} weights {shape:?} → {outputs}"), flat(ours), flat(reference)));
+        }
+    }
+    cases
+}
+
+/// Linear layers: (the input's leading dimensions, in, out, bias): tokens and out features off
+/// the 64 × 64 tile, in features whole blocks of 32 (as the format stores rows) but not whole
+/// steps of the kernel's K, a single token, a 3-D input (batch × tokens, as the models call it).
+pub const LINEAR_SHAPES: [(&[usize], usize, usize, bool); 4] =
+    [(&[77], 96, 70, true), (&[1], 32, 5, false), (&[2, 65], 320, 130, true), (&[3, 7], 64, 64, false)];
+
+/// Our Linear kernel reading q8 and q4 weights as stored, and f32 ones, against burn's matmul
+/// of the input with the same weights (expanded to f32) transposed, plus the bias.
+pub fn linear_cases(device: &Device, shapes: &[(&[usize], usize, usize, bool)]) -> Vec<Case> {
+    use sdxl_web::weights::quant::{self, StoredDtype};
+    let mut cases = Vec::new();
+    for &(leading, inputs, outputs, with_bias) in shapes {
+        let tokens: usize = leading.iter().product();
+        let values: Vec<f32> = (0..outputs * inputs).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
+        let x = normal([tokens, inputs], device);
+        let x = match leading {
+            [batch, rest] => x.reshape([*batch, *rest, inputs]),
+            _ => x.reshape([1, tokens, inputs]),
+        };
+        let bias = with_bias.then(|| normal([outputs], device));
+        let f32_weight = Tensor::<2>::from_data(TensorData::new(values.clone(), [outputs, inputs]), device);
+        let mut weights = vec![("f32".to_string(), f32_weight)];
+        for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
+            let bytes = quant::encode(dtype, &values, &[outputs, inputs], Some(32)).unwrap();
+            let weight = quant::device_quantized(dtype, &bytes, &[outputs, inputs], Some(32), device).expect("kept quantized on this device");
+            weights.push((format!("{dtype:?}"), weight));
+        }
+        for (what, weight) in weights {
+            let ours = kernels::linear::linear(&x, &weight, bias.as_ref()).expect("the kernel applies on wgpu");
+            let product = x.clone().matmul(weight.dequantize().transpose().unsqueeze::<3>());
+            let reference = match &bias {
+                Some(bias) => product + bias.clone().unsqueeze::<3>(),
+                None => product,
+            };
+            cases.push((format!("linear {what} weights {leading:?} × {inputs} → {outputs}, bias {with_bias}"), ours, reference));
         }
     }
     cases
