@@ -1,4 +1,5 @@
-// Weights of conv2d_gemm.wgsl (inserted at its placeholder `weights`): an f32 [M, K] row-major matrix.
+// Weights of the GEMM kernels, conv2d_gemm.wgsl and linear_gemm.wgsl (inserted at their
+// placeholder `weights`): an f32 [M, K] row-major matrix.
 
 @group(0) @binding(1) var<storage, read_write> w: array<f32>;
 

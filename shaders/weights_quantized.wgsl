@@ -2,7 +2,8 @@
 // read, so no f32 copy of the weight exists: q8 (4 signed bytes per u32) or q4 (8
 // two's-complement nibbles per u32), low bits first, one f32 scale per block of 32 along a row
 // (rows of whole blocks, as burn stores them). Inserted at the placeholder `weights` of
-// conv2d_gemm.wgsl and embedding_gather.wgsl, which define `weight_bits()` (8 or 4).
+// conv2d_gemm.wgsl, linear_gemm.wgsl and embedding_gather.wgsl, which define `weight_bits()`
+// (8 or 4).
 
 @group(0) @binding(1) var<storage, read_write> values: array<u32>;
 @group(0) @binding(2) var<storage, read_write> scales: array<f32>;
