@@ -59,6 +59,24 @@ fn linear_reads_quantized_weights_as_stored() {
     check(linear_cases(&wgpu(), &LINEAR_SHAPES));
 }
 
+/// The models' Linear layers take our kernel for q4 weights only (held `[in, out]`, as the loader
+/// transposes them), where it measured faster than burn's matmul; q8 and f32 stay burn's.
+#[test]
+fn models_take_our_linear_kernel_for_q4_weights_only() {
+    use sdxl_web::weights::quant::{self, StoredDtype};
+    let device = wgpu();
+    let (inputs, outputs) = (64, 70);
+    let values: Vec<f32> = (0..outputs * inputs).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.05).collect();
+    let x = Tensor::<3>::random([1, 9, inputs], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let f32_weight = Tensor::<2>::from_data(TensorData::new(values.clone(), [outputs, inputs]), &device);
+    assert!(kernels::linear::q4_linear(&x, &f32_weight.transpose(), None).is_none(), "f32");
+    for (dtype, ours) in [(StoredDtype::Q8, false), (StoredDtype::Q4, true)] {
+        let bytes = quant::encode(dtype, &values, &[outputs, inputs], Some(32)).unwrap();
+        let weight = quant::device_quantized(dtype, &bytes, &[outputs, inputs], Some(32), &device).unwrap();
+        assert_eq!(kernels::linear::q4_linear(&x, &weight.transpose(), None).is_some(), ours, "{dtype:?}");
+    }
+}
+
 #[test]
 fn embedding_reads_quantized_tables_as_stored() {
     check(embedding_cases(&wgpu(), &EMBEDDING_SHAPES));

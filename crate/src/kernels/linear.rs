@@ -3,6 +3,7 @@
 //! the tile loader. burn's own quantized matmul does that too; ours runs where it measured
 //! faster (`kernel_bench linear`; see [`linear`]).
 
+use burn::backend::wgpu::CubeTensor;
 use burn::tensor::Tensor;
 
 use super::conv::block_quantized;
@@ -11,13 +12,18 @@ use super::launch::{MAX_WORKGROUPS, empty_f32, launch, to_tensor, wgpu_f32};
 
 const KERNELS: gemm::Kernels = gemm::kernels("linear_gemm", "linear_gemm_quantized", include_str!("../../../shaders/linear_gemm.wgsl"));
 
-
-/// Whether our kernel runs a Linear whose weight is `weight_in_out` (`[in, out]`, a view of the
-/// checkpoint's rows) faster than burn's matmul: a q4 weight block-quantized on wgpu. Measured on
-/// lavapipe (`kernel_bench linear`, the UNet's GEGLU projection at 64²): ours 2.6× burn's q4
-/// matmul; burn's q8 matmul 2.1× ours (it runs at its f32 speed), its f32 matmul 1.5–1.8× ours.
-pub fn faster_than_burn(weight_in_out: &Tensor<2>) -> bool {
-    super::enabled() && block_quantized(&weight_in_out.clone().transpose()).is_some_and(|(_, _, bits)| bits == 4)
+/// A model's Linear layer, whose weight `weight_in_out` is held `[in, out]` (a view of the
+/// checkpoint's rows), where our kernel runs it faster than burn's matmul: a q4 weight
+/// block-quantized on wgpu; `None` otherwise (burn's matmul then). Measured on lavapipe
+/// (`kernel_bench linear`, the UNet's GEGLU projection at 64²): ours 2.6× burn's q4 matmul;
+/// burn's q8 matmul 2.1× ours (it runs at its f32 speed), its f32 matmul 1.5–1.8× ours.
+pub fn q4_linear<const D: usize>(x: &Tensor<D>, weight_in_out: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<D>> {
+    if !super::enabled() {
+        return None;
+    }
+    let weight = weight_in_out.clone().transpose();
+    let quantized = block_quantized(&weight).filter(|&(_, _, bits)| bits == 4)?;
+    run(x, &weight, Some(quantized), bias)
 }
 
 /// `x` [.., in] times `weight` [out, in] (the checkpoint's rows) transposed, plus `bias` [out]:
@@ -28,6 +34,11 @@ pub fn linear<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, bias: Option<&T
     if !super::enabled() {
         return None;
     }
+    run(x, weight, block_quantized(weight), bias)
+}
+
+/// [`linear`] with the weight's block storage (`block_quantized`'s answer) already found.
+fn run<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, quantized: Option<(CubeTensor, CubeTensor, u32)>, bias: Option<&Tensor<1>>) -> Option<Tensor<D>> {
     let dims = x.dims();
     let inputs = dims[D - 1];
     let tokens: usize = dims[..D - 1].iter().product();
@@ -50,7 +61,7 @@ pub fn linear<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, bias: Option<&T
         Some(bias) => wgpu_f32(bias)?,
         None => empty_f32(&x, [1].into()),
     };
-    if let Some((values, scales, bits)) = block_quantized(weight) {
+    if let Some((values, scales, bits)) = quantized {
         params.push(bits);
         launch(KERNELS.quantized, workgroups, &[&x, &values, &scales, &bias], &out, &params);
     } else {

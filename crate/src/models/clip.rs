@@ -8,11 +8,11 @@ use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use super::linear::{Linear, LinearConfig};
 use super::attention::multi_head;
 use super::config::{
     MAX_LAYERS, MAX_MLP_WIDTH, MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH, require_divides, require_finite, require_within,
 };
+use super::linear::{Linear, LinearConfig};
 use crate::error::{Error, Result};
 
 /// transformers' `CLIPTextConfig`. Every key that changes the math is read; the rest change no

@@ -49,11 +49,9 @@ impl Linear {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let weight = self.weight.val();
         let bias = self.bias.as_ref().map(|bias| bias.val());
-        if kernels::linear::faster_than_burn(&weight)
-            && let Some(out) = kernels::linear::linear(&x, &weight.clone().transpose(), bias.as_ref())
-        {
-            return out;
+        match kernels::linear::q4_linear(&x, &weight, bias.as_ref()) {
+            Some(out) => out,
+            None => linear(x, weight, bias),
         }
-        linear(x, weight, bias)
     }
 }

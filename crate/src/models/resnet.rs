@@ -5,8 +5,8 @@ use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
 
-use super::linear::{Linear, LinearConfig};
 use super::conv::{Conv2d, conv1x1, conv3x3};
+use super::linear::{Linear, LinearConfig};
 use crate::kernels::group_norm::norm_silu;
 
 pub fn group_norm(groups: usize, channels: usize, eps: f64, device: &Device) -> GroupNorm {

@@ -5,8 +5,8 @@ use burn::nn::{Dropout, DropoutConfig, GroupNorm, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
-use super::linear::{Linear, LinearConfig};
 use super::attention::Attention;
+use super::linear::{Linear, LinearConfig};
 use super::resnet::group_norm;
 
 /// GEGLU: one projection to twice the width, half of it gating the other through GELU.

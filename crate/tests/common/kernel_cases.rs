@@ -83,7 +83,7 @@ pub fn flash_unit_cases(device: &Device, shapes: &[(usize, usize, usize, usize, 
 }
 
 /// ([batch, in, h, w], out channels, kernel, stride, [(top, bottom), (left, right)]): channel
-/// counts off the 64 × 64 tiles and K off its 16-step, the UNet's stride-2 downsampler, the VAE's
+/// counts off the 64 × 64 tiles and K off its 32-step, the UNet's stride-2 downsampler, the VAE's
 /// (padding only bottom and right), a 1×1 shortcut, a single pixel.
 pub const CONV_SHAPES: [([usize; 4], usize, usize, usize, [(usize, usize); 2]); 7] = [
     ([2, 5, 9, 7], 70, 3, 1, [(1, 1), (1, 1)]),
