@@ -3,9 +3,11 @@
 // and x̂ is the input patch matrix (im2col), read straight from the input by the tile loader,
 // never stored. M = out channels, N = batch · output pixels, K = in channels · kh · kw.
 //
-// Algorithm: the tile multiply of gemm_tile.wgsl (64 × 64 outputs per workgroup of 8 × 8
+// Algorithm: the tile multiply of gemm_tile.wgsl (64 × 64 outputs per workgroup of 8 × 4
 // invocations, K step 32), its weights read by the `weights` reader, its patch values straight
-// from the input (the pixel an invocation loads is fixed, so its coordinates are computed once).
+// from the input. Each invocation loads, per step, one k of every out channel's weights and 16
+// k of four consecutive output pixels (fixed, so their coordinates are computed once), each
+// stored as vec4s of four channels or four pixels.
 // Where the in channels are a multiple of 32 (every SDXL conv but the first), K runs over taps
 // outer and channels inner — the sum's terms in another order — so a step is 32 channels of
 // one (ky, kx): each pixel's input position and bounds are computed once a step, and its 32
@@ -38,13 +40,12 @@ fn weight_bits() -> u32 {
 
 {{ gemm }}
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(8, 4)
 fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(local_invocation_index) local: u32) {
     let batch = info[0];
     let channels = info[1];
     let up = info[12];
-    // The stored input's size, and the size the convolution sees (twice it when upsampling).
     let stored_h = info[2];
     let stored_w = info[3];
     let height = stored_h << up;
@@ -66,71 +67,89 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     let n0 = group.x * TILE;
     let by_tap = channels % STEP == 0u;
 
-    // The output pixel whose patch values this invocation loads, the same at every K step.
-    let my_pixel = local;
-    let my_column = n0 + my_pixel;
-    let pixel_in_range = my_column < n_total;
-    let my_p = my_column % pixels;
-    let image_base = (my_column / pixels) * channels;
-    let y0 = (my_p / out_w) * stride;
-    let x0 = (my_p % out_w) * stride;
-    // The weights this invocation loads: k `w_kk` within the step of out channels w_m + 2 i.
-    let w_kk = local % STEP;
-    let w_m = local / STEP;
+    // The four output pixels (tile columns 4 nq + j) whose patch values this invocation loads,
+    // at k `x_kk + 2 i` within each step.
+    let nq = local % 16u;
+    let x_kk = local / 16u;
+    var in_range: vec4<bool>;
+    var image_base: vec4<u32>;
+    var y0: vec4<u32>;
+    var x0: vec4<u32>;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let column = n0 + nq * 4u + j;
+        let p = column % pixels;
+        in_range[j] = column < n_total;
+        image_base[j] = (column / pixels) * channels;
+        y0[j] = (p / out_w) * stride;
+        x0[j] = (p % out_w) * stride;
+    }
+    // The weights this invocation loads: k `local` within the step of every out channel.
+    let w_kk = local;
 
     for (var k0 = 0u; k0 < k_total; k0 = k0 + STEP) {
         if (by_tap) {
-            // Tap `tap` of channels c0..c0 + 32: one (ky, kx), so one input position per pixel.
             let tap = k0 / channels;
             let c0 = k0 - tap * channels;
             let column = (c0 + w_kk) * window + tap;
-            for (var i = 0u; i < 32u; i = i + 1u) {
-                let m = w_m + 2u * i;
-                var value = 0.0;
-                if (m0 + m < m_total) {
-                    value = weight((m0 + m) * k_total + column);
+            for (var mq = 0u; mq < 16u; mq = mq + 1u) {
+                var values = vec4<f32>();
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    let m = m0 + mq * 4u + j;
+                    if (m < m_total) {
+                        values[j] = weight(m * k_total + column);
+                    }
                 }
-                set_weight(w_kk, m, value);
+                set_weights(w_kk, mq, values);
             }
             let ky = tap / kw;
             let kx = tap - ky * kw;
-            // Unsigned: a position above or left of the image wraps past `height`/`width`.
-            let iy = y0 + ky - pad_top;
-            let ix = x0 + kx - pad_left;
-            let inside = pixel_in_range && y0 + ky >= pad_top && x0 + kx >= pad_left && iy < height && ix < width;
-            let first = (image_base + c0) * plane + (iy >> up) * stored_w + (ix >> up);
-            for (var kk = 0u; kk < STEP; kk = kk + 1u) {
-                var value = 0.0;
-                if (inside) {
-                    value = x[first + kk * plane];
+            var first: vec4<u32>;
+            var inside: vec4<bool>;
+            for (var j = 0u; j < 4u; j = j + 1u) {
+                let iy = y0[j] + ky - pad_top;
+                let ix = x0[j] + kx - pad_left;
+                inside[j] = in_range[j] && y0[j] + ky >= pad_top && x0[j] + kx >= pad_left && iy < height && ix < width;
+                first[j] = (image_base[j] + c0) * plane + (iy >> up) * stored_w + (ix >> up);
+            }
+            for (var i = 0u; i < 16u; i = i + 1u) {
+                let kk = x_kk + 2u * i;
+                var values = vec4<f32>();
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    if (inside[j]) {
+                        values[j] = x[first[j] + kk * plane];
+                    }
                 }
-                set_input(kk, my_pixel, value);
+                set_inputs(kk, nq, values);
             }
         } else {
-            // K in the weights' own order (channel, ky, kx).
-            for (var i = 0u; i < 32u; i = i + 1u) {
-                let m = w_m + 2u * i;
-                var value = 0.0;
-                if (m0 + m < m_total && k0 + w_kk < k_total) {
-                    value = weight((m0 + m) * k_total + k0 + w_kk);
+            for (var mq = 0u; mq < 16u; mq = mq + 1u) {
+                var values = vec4<f32>();
+                for (var j = 0u; j < 4u; j = j + 1u) {
+                    let m = m0 + mq * 4u + j;
+                    if (m < m_total && k0 + w_kk < k_total) {
+                        values[j] = weight(m * k_total + k0 + w_kk);
+                    }
                 }
-                set_weight(w_kk, m, value);
+                set_weights(w_kk, mq, values);
             }
-            for (var kk = 0u; kk < STEP; kk = kk + 1u) {
+            for (var i = 0u; i < 16u; i = i + 1u) {
+                let kk = x_kk + 2u * i;
                 let k = k0 + kk;
-                var value = 0.0;
-                if (k < k_total && pixel_in_range) {
+                var values = vec4<f32>();
+                if (k < k_total) {
                     let channel = k / window;
                     let rest = k - channel * window;
                     let ky = rest / kw;
                     let kx = rest - ky * kw;
-                    let iy = y0 + ky - pad_top;
-                    let ix = x0 + kx - pad_left;
-                    if (y0 + ky >= pad_top && x0 + kx >= pad_left && iy < height && ix < width) {
-                        value = x[(image_base + channel) * plane + (iy >> up) * stored_w + (ix >> up)];
+                    for (var j = 0u; j < 4u; j = j + 1u) {
+                        let iy = y0[j] + ky - pad_top;
+                        let ix = x0[j] + kx - pad_left;
+                        if (in_range[j] && y0[j] + ky >= pad_top && x0[j] + kx >= pad_left && iy < height && ix < width) {
+                            values[j] = x[(image_base[j] + channel) * plane + (iy >> up) * stored_w + (ix >> up)];
+                        }
                     }
                 }
-                set_input(kk, my_pixel, value);
+                set_inputs(kk, nq, values);
             }
         }
         workgroupBarrier();
@@ -139,8 +158,8 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     }
 
     let rows = block();
-    for (var i = 0u; i < 8u; i = i + 1u) {
-        let m = m0 + lid.y * 8u + i;
+    for (var i = 0u; i < 16u; i = i + 1u) {
+        let m = m0 + lid.y * 16u + i;
         for (var h = 0u; h < 2u; h = h + 1u) {
             let v = rows[i * 2u + h];
             for (var j = 0u; j < 4u; j = j + 1u) {

@@ -1,5 +1,5 @@
-// Weights of the GEMM kernels, conv2d_gemm.wgsl and linear_gemm.wgsl (inserted at their
-// placeholder `weights`): an f32 [M, K] row-major matrix.
+// f32 weights of conv2d_gemm.wgsl (inserted at its placeholder `weights`): an [M, K] row-major
+// matrix, read a value at a time (the convolution's K steps are not contiguous along a row).
 
 @group(0) @binding(1) var<storage, read_write> w: array<f32>;
 

@@ -7,7 +7,8 @@
 //! Shapes are those of a 1024² image (UNet levels 128², 64², 32²; the VAE decoder's last level
 //! at 1024²); `small` quarters the token and pixel counts, for CPU-emulated GPUs (lavapipe,
 //! SwiftShader). Each op runs once untimed (shader compilation, allocation), then [`RUNS`]
-//! times; the best run counts (a run ends when the device has finished it: [`finish`]).
+//! times in turn with what its row compares it to (`Bench::in_turn`); the best run counts (a
+//! run ends when the device has finished it: [`finish`]).
 //! Nothing here is a test: it measures, it asserts nothing about time.
 
 use burn::nn::GroupNormConfig;
@@ -23,6 +24,14 @@ use crate::models::attention::{MAX_SCORE_BYTES, merge_heads, scaled_dot_product,
 use crate::models::conv::upsample_nearest_2x;
 use crate::relative_error::relative_l2;
 use crate::weights::quant::{self, StoredDtype};
+
+/// An op to time: its result as one dimension (a view; `finish` waits for it).
+type Op<'a> = &'a dyn Fn() -> Tensor<1>;
+
+/// `tensor` as one dimension.
+fn flat<const D: usize>(tensor: Tensor<D>) -> Tensor<1> {
+    tensor.flatten(0, D - 1)
+}
 
 /// Timed runs of each op after a first, untimed one.
 pub const RUNS: usize = 3;
@@ -129,26 +138,42 @@ impl Bench {
         best
     }
 
-    async fn seconds<const D: usize>(&self, op: impl Fn() -> Tensor<D>) -> f64 {
-        self.best_of(RUNS, op).await
+    /// The best of [`RUNS`] timed runs of each of `ops` after an untimed run of each, the ops run
+    /// in turn (one run of each, then again): the machine's speed drifts (on lavapipe here, by up
+    /// to 2× within minutes), and ops timed in turn see the same drift, so their ratios hold
+    /// where times taken one op after another did not.
+    async fn in_turn(&self, ops: &[Op<'_>]) -> Vec<f64> {
+        for op in ops {
+            finish(op()).await;
+        }
+        let mut best = vec![f64::INFINITY; ops.len()];
+        for _ in 0..RUNS {
+            for (op, best) in ops.iter().zip(&mut best) {
+                let start = clock::seconds();
+                finish(op()).await;
+                *best = best.min(clock::seconds() - start);
+            }
+        }
+        best
     }
 
     fn normal<const D: usize>(&self, shape: [usize; D]) -> Tensor<D> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &self.device)
     }
 
-    /// Throughput of burn's f32 matmul on a square problem of about `flops`, GFLOP/s.
-    async fn matmul_gflops(&self, flops: f64) -> f64 {
+    /// The row of `op`: `ours` doing `flops`, timed in turn with `burns` (the same work another
+    /// way) and with burn's f32 matmul of a square problem of about as many FLOPs.
+    async fn row(&self, op: String, flops: f64, ours: Op<'_>, burns: Option<Op<'_>>) -> Row {
         let n = ((flops / 2.0).cbrt() / 16.0).round().max(1.0) as usize * 16;
         let (a, b) = (self.normal([n, n]), self.normal([n, n]));
-        2.0 * (n as f64).powi(3) / self.seconds(|| a.clone().matmul(b.clone())).await / 1e9
-    }
-
-    /// The row of `op` taking `ours` seconds for `flops`, burn taking `burns` for the same work.
-    async fn row(&self, op: String, flops: f64, ours: f64, burns: Option<f64>) -> Row {
-        let gflops = flops / ours / 1e9;
-        let versus_matmul = gflops / self.matmul_gflops(flops).await;
-        Row { op, ms: ours * 1e3, gflops, versus_burn: burns.map(|burns| burns / ours), versus_matmul }
+        let matmul = || flat(a.clone().matmul(b.clone()));
+        let times = match burns {
+            Some(burns) => self.in_turn(&[ours, &matmul, burns]).await,
+            None => self.in_turn(&[ours, &matmul]).await,
+        };
+        let gflops = flops / times[0] / 1e9;
+        let matmul_gflops = 2.0 * (n as f64).powi(3) / times[1] / 1e9;
+        Row { op, ms: times[0] * 1e3, gflops, versus_burn: times.get(2).map(|burns| burns / times[0]), versus_matmul: gflops / matmul_gflops }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -158,32 +183,32 @@ impl Bench {
         let flops = 4.0 * (batch * heads * queries * keys * kernels::attention::HEAD_DIM) as f64;
         let split = |t: &Tensor<3>| split_heads(t.clone(), heads);
         let chunked = || merge_heads(scaled_dot_product(split(&q), split(&k), split(&v), causal));
-        let today = self.seconds(chunked).await;
+        let today = || flat(chunked());
         let shape = format!("{name} (B {batch}, H {heads}, {queries}×{keys}, d 64{})", if causal { ", causal" } else { "" });
         let fused = || kernels::attention::fused(&q, &k, &v, heads, causal);
         let row = match fused() {
             Some(_) => {
-                let ours = self.seconds(|| fused().expect("applies")).await;
-                self.row(format!("attention, ours vs today's chunked path: {shape}"), flops, ours, Some(today)).await
+                let ours = || flat(fused().expect("applies"));
+                self.row(format!("attention, ours vs today's chunked path: {shape}"), flops, &ours, Some(&today)).await
             }
-            None => self.row(format!("attention, today's chunked path (no kernel here): {shape}"), flops, today, None).await,
+            None => self.row(format!("attention, today's chunked path (no kernel here): {shape}"), flops, &today, None).await,
         };
         report(row);
         // burn's own attention op (its unfused fallback without `autotune`), where its full
         // score matrix fits one buffer.
         if batch * heads * queries * keys * 4 <= MAX_SCORE_BYTES {
             let options = AttentionModuleOptions { is_causal: causal, ..Default::default() };
-            let burns = self.seconds(|| merge_heads(attention(split(&q), split(&k), split(&v), None, None, options))).await;
-            report(self.row(format!("attention, burn's `attention` op: {shape}"), flops, burns, None).await);
+            let burns = || flat(merge_heads(attention(split(&q), split(&k), split(&v), None, None, options)));
+            report(self.row(format!("attention, burn's `attention` op: {shape}"), flops, &burns, None).await);
         }
         // burn's flash attention with unit (non-accelerated) inner matmuls, which its
         // `attention` op would choose only under autotune (what `multi_head` runs on wgpu).
         let flash_unit = || kernels::attention::flash_unit(&split(&q), &split(&k), &split(&v), causal).map(merge_heads);
         if let Some(out) = flash_unit() {
             let error = relative_l2(&values(out).await, &values(chunked()).await);
-            let flash = self.seconds(|| flash_unit().expect("ran once")).await;
+            let flash = || flat(flash_unit().expect("ran once"));
             let op = format!("attention, burn's FlashUnit vs today's chunked path (relative error {error:.1e}): {shape}");
-            report(self.row(op, flops, flash, Some(today)).await);
+            report(self.row(op, flops, &flash, Some(&today)).await);
         }
     }
 
@@ -191,11 +216,11 @@ impl Bench {
         let [_, channels, _, _] = shape;
         let norm = GroupNormConfig::new(32, channels).init(&self.device);
         let x = self.normal(shape);
-        let burns = self.seconds(|| silu(norm.forward(x.clone()))).await;
-        let ours = self.seconds(|| kernels::group_norm::norm_silu(&norm, x.clone())).await;
+        let burns = || flat(silu(norm.forward(x.clone())));
+        let ours = || flat(kernels::group_norm::norm_silu(&norm, x.clone()));
         // About 10 FLOPs an element (statistics, normalize, affine, SiLU).
         let flops = 10.0 * shape.iter().product::<usize>() as f64;
-        report(self.row(format!("GroupNorm(32) + SiLU, ours vs burn's ops: {name} {shape:?}"), flops, ours, Some(burns)).await);
+        report(self.row(format!("GroupNorm(32) + SiLU, ours vs burn's ops: {name} {shape:?}"), flops, &ours, Some(&burns)).await);
     }
 
     async fn conv3x3(&self, name: &str, shape: [usize; 4], report: &mut dyn FnMut(Row)) {
@@ -203,17 +228,30 @@ impl Bench {
         let (x, weight, bias) = (self.normal(shape), self.normal([channels, channels * 9]), self.normal([channels]));
         let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let kernel = weight.clone().reshape([channels, channels, 3, 3]);
-        let burns = self.seconds(|| conv2d(x.clone(), kernel.clone(), Some(bias.clone()), options.clone())).await;
+        let burns = || flat(conv2d(x.clone(), kernel.clone(), Some(bias.clone()), options.clone()));
         let flops = 2.0 * (batch * channels * height * width * channels * 9) as f64;
         let ours = || kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2], false);
-        let row = match ours() {
-            Some(_) => {
-                let seconds = self.seconds(|| ours().expect("applies")).await;
-                self.row(format!("conv 3×3, ours vs burn's direct kernel: {name} {shape:?}"), flops, seconds, Some(burns)).await
+        if ours().is_none() {
+            report(self.row(format!("conv 3×3, burn's direct kernel (no kernel here): {name} {shape:?}"), flops, &burns, None).await);
+            return;
+        }
+        let f32_weights = || flat(ours().expect("applies"));
+        report(self.row(format!("conv 3×3, ours vs burn's direct kernel: {name} {shape:?}"), flops, &f32_weights, Some(&burns)).await);
+        // The same weights kept q8/q4 on the device, as the models hold them: ours reads them as
+        // stored (burn's conv would expand them to f32 first).
+        let weights = values(weight.clone()).await;
+        for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
+            let shape_2d = [channels, channels * 9];
+            let quantized = quant::encode(dtype, &weights, &shape_2d, Some(32))
+                .ok()
+                .and_then(|bytes| quant::device_quantized(dtype, &bytes, &shape_2d, Some(32), &self.device));
+            let Some(quantized) = quantized else { continue };
+            let ours = || kernels::conv::conv2d(&x, &quantized, &bias, 3, 1, [(1, 1); 2], false);
+            if ours().is_some() {
+                let op = format!("conv 3×3, {dtype:?} weights, ours (× = our f32 weights' time / this): {name} {shape:?}");
+                report(self.row(op, flops, &|| flat(ours().expect("applies")), Some(&f32_weights)).await);
             }
-            None => self.row(format!("conv 3×3, burn's direct kernel (no kernel here): {name} {shape:?}"), flops, burns, None).await,
-        };
-        report(row);
+        }
     }
 
     /// `Upsample2D` on an input of `shape`: our conv reading the input upsampled ×2 as it goes,
@@ -225,10 +263,8 @@ impl Bench {
         let fused = || kernels::conv::conv2d(&x, &weight, &bias, 3, 1, [(1, 1); 2], true);
         let stored = || kernels::conv::conv2d(&upsample_nearest_2x(x.clone()), &weight, &bias, 3, 1, [(1, 1); 2], false);
         let (Some(_), Some(_)) = (fused(), stored()) else { return };
-        let stored_seconds = self.seconds(|| stored().expect("applies")).await;
-        let seconds = self.seconds(|| fused().expect("applies")).await;
         let op = format!("×2 upsample + conv 3×3, read upsampled vs upsampled first (ours both): {name} {shape:?}");
-        report(self.row(op, flops, seconds, Some(stored_seconds)).await);
+        report(self.row(op, flops, &|| flat(fused().expect("applies")), Some(&|| flat(stored().expect("applies")))).await);
     }
 
     /// A Linear of `inputs` → `outputs` over `tokens` rows: burn's f32 matmul, and for our GEMM
@@ -240,26 +276,33 @@ impl Bench {
         let weight = self.normal([outputs, inputs]);
         let flops = 2.0 * (tokens * inputs * outputs) as f64;
         let shape = format!("{name} ({tokens}×{inputs} · {inputs}×{outputs})");
-        let f32_seconds = self.seconds(|| x.clone().matmul(weight.clone().transpose())).await;
-        report(self.row(format!("Linear f32, burn's matmul: {shape}"), flops, f32_seconds, None).await);
-        if kernels::linear::linear(&x, &weight, None).is_some() {
-            let seconds = self.seconds(|| kernels::linear::linear(&x, &weight, None).expect("applies")).await;
-            report(self.row(format!("Linear f32, ours vs burn's matmul: {shape}"), flops, seconds, Some(f32_seconds)).await);
+        let burn_f32 = || flat(x.clone().matmul(weight.clone().transpose()));
+        report(self.row(format!("Linear f32, burn's matmul: {shape}"), flops, &burn_f32, None).await);
+        let ours_f32 = || flat(kernels::linear::linear(&x, &weight, None).expect("applies"));
+        let ours_applies = kernels::linear::linear(&x, &weight, None).is_some();
+        if ours_applies {
+            report(self.row(format!("Linear f32, ours vs burn's matmul: {shape}"), flops, &ours_f32, Some(&burn_f32)).await);
         }
-        let weights = values(weight).await;
+        let weights = values(weight.clone()).await;
         for dtype in [StoredDtype::Q8, StoredDtype::Q4] {
             let shape_2d = [outputs, inputs];
             let quantized = quant::encode(dtype, &weights, &shape_2d, Some(32))
                 .ok()
                 .and_then(|bytes| quant::device_quantized(dtype, &bytes, &shape_2d, Some(32), &self.device));
             let Some(quantized) = quantized else { continue };
-            let burns = self.seconds(|| x.clone().matmul(quantized.clone().transpose())).await;
+            let burns = || flat(x.clone().matmul(quantized.clone().transpose()));
             let op = format!("Linear {dtype:?}, burn's fused-dequant matmul (× = its f32 time / this): {shape}");
-            report(self.row(op, flops, burns, Some(f32_seconds)).await);
+            report(self.row(op, flops, &burns, Some(&burn_f32)).await);
             if kernels::linear::linear(&x, &quantized, None).is_some() {
-                let seconds = self.seconds(|| kernels::linear::linear(&x, &quantized, None).expect("applies")).await;
-                let op = format!("Linear {dtype:?}, ours vs burn's {dtype:?} matmul (burn's f32 time / ours: {:.2}×): {shape}", f32_seconds / seconds);
-                report(self.row(op, flops, seconds, Some(burns)).await);
+                let ours = || flat(kernels::linear::linear(&x, &quantized, None).expect("applies"));
+                let op = format!("Linear {dtype:?}, ours vs burn's {dtype:?} matmul: {shape}");
+                report(self.row(op, flops, &ours, Some(&burns)).await);
+                let op = format!("Linear {dtype:?}, ours vs burn's f32 matmul: {shape}");
+                report(self.row(op, flops, &ours, Some(&burn_f32)).await);
+                if ours_applies {
+                    let op = format!("Linear {dtype:?}, ours vs ours with f32 weights: {shape}");
+                    report(self.row(op, flops, &ours, Some(&ours_f32)).await);
+                }
             }
         }
     }

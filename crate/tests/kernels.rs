@@ -59,6 +59,17 @@ fn linear_reads_quantized_weights_as_stored() {
     check(linear_cases(&wgpu(), &LINEAR_SHAPES));
 }
 
+/// The Linear kernel reads rows four values at a time: rows of another length are not ours.
+#[test]
+fn linear_declines_rows_of_no_multiple_of_four() {
+    let device = wgpu();
+    for (inputs, ours) in [(38, false), (40, true)] {
+        let x = Tensor::<3>::random([1, 9, inputs], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let weight = Tensor::<2>::random([70, inputs], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(kernels::linear::linear(&x, &weight, None).is_some(), ours, "{inputs}");
+    }
+}
+
 /// The models' Linear layers take our kernel for q4 weights only (held `[in, out]`, as the loader
 /// transposes them), where it measured faster than burn's matmul; q8 and f32 stay burn's.
 #[test]

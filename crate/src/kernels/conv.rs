@@ -12,7 +12,8 @@ use super::launch::{MAX_WORKGROUPS, empty_f32, launch, to_tensor, wgpu_f32};
 use crate::weights::quant::{self, StoredDtype};
 
 /// The kernel with f32 weights, and reading q8/q4 block storage.
-const KERNELS: gemm::Kernels = gemm::kernels("conv2d_gemm", "conv2d_gemm_quantized", include_str!("../../../shaders/conv2d_gemm.wgsl"));
+const KERNELS: gemm::Kernels =
+    gemm::kernels("conv2d_gemm", "conv2d_gemm_quantized", include_str!("../../../shaders/conv2d_gemm.wgsl"), gemm::CONV_F32_WEIGHTS);
 
 /// `x` [batch, in, h, w] convolved with `weight` [out, in · kernel²] (rows as in the checkpoint)
 /// plus `bias` [out], square `kernel`, `stride`, padding `[(top, bottom), (left, right)]`, when

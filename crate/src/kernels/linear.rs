@@ -1,7 +1,7 @@
-//! A Linear layer as a GEMM of our own (`shaders/linear_gemm.wgsl`, the tile multiply of
-//! `gemm_tile.wgsl`) that reads q8/q4 weights as burn stores them on the device, dequantizing in
-//! the tile loader. burn's own quantized matmul does that too; ours runs where it measured
-//! faster (`kernel_bench linear`; see [`linear`]).
+//! A Linear layer as a GEMM of our own (`shaders/linear_gemm.wgsl`: K-inner tiles, every load
+//! a vec4) that reads q8/q4 weights as burn stores them on the device, dequantizing in the tile
+//! loader. burn's own quantized matmul does that too; ours runs where it measured faster
+//! (`kernel_bench linear`; see [`q4_linear`]).
 
 use burn::backend::wgpu::CubeTensor;
 use burn::tensor::Tensor;
@@ -10,13 +10,15 @@ use super::conv::block_quantized;
 use super::gemm::{self, TILE};
 use super::launch::{MAX_WORKGROUPS, empty_f32, launch, to_tensor, wgpu_f32};
 
-const KERNELS: gemm::Kernels = gemm::kernels("linear_gemm", "linear_gemm_quantized", include_str!("../../../shaders/linear_gemm.wgsl"));
+const KERNELS: gemm::Kernels =
+    gemm::kernels("linear_gemm", "linear_gemm_quantized", include_str!("../../../shaders/linear_gemm.wgsl"), gemm::LINEAR_F32_WEIGHTS);
 
 /// A model's Linear layer, whose weight `weight_in_out` is held `[in, out]` (a view of the
 /// checkpoint's rows), where our kernel runs it faster than burn's matmul: a q4 weight
 /// block-quantized on wgpu; `None` otherwise (burn's matmul then). Measured on lavapipe
-/// (`kernel_bench linear`, the UNet's GEGLU projection at 64²): ours 2.6× burn's q4 matmul;
-/// burn's q8 matmul 2.1× ours (it runs at its f32 speed), its f32 matmul 1.5–1.8× ours.
+/// (`kernel_bench linear`, the UNet's GEGLU projection at 64², timed in turn): ours 5.6× burn's
+/// q4 matmul; ours with q8 weights as fast as burn's q8 matmul (1.01×: burn's runs at its f32
+/// speed), so q8 and f32 stay burn's.
 pub fn q4_linear<const D: usize>(x: &Tensor<D>, weight_in_out: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<D>> {
     if !super::enabled() {
         return None;
@@ -27,7 +29,8 @@ pub fn q4_linear<const D: usize>(x: &Tensor<D>, weight_in_out: &Tensor<2>, bias:
 }
 
 /// `x` [.., in] times `weight` [out, in] (the checkpoint's rows) transposed, plus `bias` [out]:
-/// PyTorch's `nn.Linear`, when our kernel applies (wgpu, f32 `x`, within its dispatch limits);
+/// PyTorch's `nn.Linear`, when our kernel applies (wgpu, f32 `x`, `in` a multiple of 4, within
+/// its dispatch limits);
 /// `None` otherwise. A weight block-quantized on the device (q8/q4, blocks of 32) is read as
 /// stored; an f32 one (the benchmark's reference) as it is; any other is not ours.
 pub fn linear<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<D>> {
@@ -43,7 +46,7 @@ fn run<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, quantized: Option<(Cub
     let inputs = dims[D - 1];
     let tokens: usize = dims[..D - 1].iter().product();
     let [outputs, weight_inputs] = weight.dims();
-    if weight_inputs != inputs || bias.is_some_and(|bias| bias.dims() != [outputs]) || tokens == 0 || outputs == 0 {
+    if weight_inputs != inputs || !inputs.is_multiple_of(4) || bias.is_some_and(|bias| bias.dims() != [outputs]) || tokens == 0 || outputs == 0 {
         return None;
     }
     let fits = tokens.div_ceil(TILE) <= MAX_WORKGROUPS as usize

@@ -1,7 +1,7 @@
 //! diffusers' (PyTorch's) `nn.Linear`, as burn's `Linear` holds it — the weight `[in, out]`, the
 //! loader transposing the checkpoint's `[out, in]` (a view of the rows as stored, so a q8/q4
 //! weight stays block-quantized on the device) — with the product on wgpu taken by our GEMM
-//! (`kernels::linear`) where it measured faster than burn's matmul: q4 weights (2.6× burn's q4
+//! (`kernels::linear`) where it measured faster than burn's matmul: q4 weights (5.6–6.7× burn's q4
 //! matmul on lavapipe; burn's q8 matmul is as fast as its f32 one, so q8 and f32 stay burn's).
 
 use burn::module::{Module, Param};
