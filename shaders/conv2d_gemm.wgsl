@@ -46,6 +46,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     let batch = info[0];
     let channels = info[1];
     let up = info[12];
+    // The stored input's size, and the size the convolution sees (twice it when upsampling).
     let stored_h = info[2];
     let stored_w = info[3];
     let height = stored_h << up;
@@ -88,6 +89,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
 
     for (var k0 = 0u; k0 < k_total; k0 = k0 + STEP) {
         if (by_tap) {
+            // Tap `tap` of channels c0..c0 + 32: one (ky, kx), so one input position per pixel.
             let tap = k0 / channels;
             let c0 = k0 - tap * channels;
             let column = (c0 + w_kk) * window + tap;
@@ -106,6 +108,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
             var first: vec4<u32>;
             var inside: vec4<bool>;
             for (var j = 0u; j < 4u; j = j + 1u) {
+                // Unsigned: a position above or left of the image wraps past `height`/`width`.
                 let iy = y0[j] + ky - pad_top;
                 let ix = x0[j] + kx - pad_left;
                 inside[j] = in_range[j] && y0[j] + ky >= pad_top && x0[j] + kx >= pad_left && iy < height && ix < width;
@@ -122,6 +125,7 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
                 set_inputs(kk, nq, values);
             }
         } else {
+            // K in the weights' own order (channel, ky, kx).
             for (var mq = 0u; mq < 16u; mq = mq + 1u) {
                 var values = vec4<f32>();
                 for (var j = 0u; j < 4u; j = j + 1u) {

@@ -12,10 +12,11 @@
 // invocation's block over those 32 (fma, f32): per k, 6 vec4 reads for 128 multiply-adds.
 // Tile sizes: 64 × 64 outputs, K step 32; workgroup memory 2 · 32 · 64 · 4 B = 16 KiB (WebGPU's
 // guaranteed maximum); 32 invocations.
-// Measured on lavapipe (`examples/kernel_bench.rs`; a conv 3×3, 320 → 320 channels on
-// [1, 320, 32, 32]): the first version, 16 × 16 invocations of 4 × 4 with K step 16, ran at
-// 2.75 GFLOP/s; 8 × 8 invocations of 8 × 8 with K step 32, 6.7 (K step 16 there: 4.2); this
-// one, 16 × 8 blocks stored a vec4 at a time, 1.4× that (0.74–0.77× burn's f32 matmul in the
+// Measured on lavapipe (a conv 3×3, 320 → 320 channels on [1, 320, 32, 32]; the last figure
+// with a throwaway probe timing ops in turn, `kernel_bench conv` for the SDXL shapes): the
+// first version, 16 × 16 invocations of 4 × 4 with K step 16, ran at 2.75 GFLOP/s; 8 × 8
+// invocations of 8 × 8 with K step 32, 6.7 (K step 16 there: 4.2); this one, 16 × 8 blocks
+// stored a vec4 at a time, 1.4× that (0.74–0.77× burn's f32 matmul in the
 // same run, from 0.55–0.67×). llvmpipe runs every workgroup-memory read or write whose address
 // differs between invocations as a loop over the SIMD lanes, so reads per multiply-add and
 // components per access decide its speed; on a GPU the same blocking is the usual SIMT GEMM.

@@ -30,9 +30,9 @@ pub fn q4_linear<const D: usize>(x: &Tensor<D>, weight_in_out: &Tensor<2>, bias:
 
 /// `x` [.., in] times `weight` [out, in] (the checkpoint's rows) transposed, plus `bias` [out]:
 /// PyTorch's `nn.Linear`, when our kernel applies (wgpu, f32 `x`, `in` a multiple of 4, within
-/// its dispatch limits);
-/// `None` otherwise. A weight block-quantized on the device (q8/q4, blocks of 32) is read as
-/// stored; an f32 one (the benchmark's reference) as it is; any other is not ours.
+/// its dispatch limits); `None` otherwise. A weight block-quantized on the device (q8/q4, blocks
+/// of 32) is read as stored; an f32 one (the benchmark's reference) as it is; any other is not
+/// ours.
 pub fn linear<const D: usize>(x: &Tensor<D>, weight: &Tensor<2>, bias: Option<&Tensor<1>>) -> Option<Tensor<D>> {
     if !super::enabled() {
         return None;
