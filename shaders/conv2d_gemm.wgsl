@@ -88,21 +88,24 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
     let w_kk = local;
 
     for (var k0 = 0u; k0 < k_total; k0 = k0 + STEP) {
-        if (by_tap) {
-            // Tap `tap` of channels c0..c0 + 32: one (ky, kx), so one input position per pixel.
-            let tap = k0 / channels;
-            let c0 = k0 - tap * channels;
-            let column = (c0 + w_kk) * window + tap;
-            for (var mq = 0u; mq < 16u; mq = mq + 1u) {
-                var values = vec4<f32>();
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    let m = m0 + mq * 4u + j;
-                    if (m < m_total) {
-                        values[j] = weight(m * k_total + column);
-                    }
+        // Tap-major: this step is tap `tap` of channels c0..c0 + 32, one (ky, kx), so one input
+        // position per pixel. Otherwise K runs in the weights' own order (channel, ky, kx).
+        let tap = k0 / channels;
+        let c0 = k0 - tap * channels;
+        // The weights' column holding k `w_kk` of this step (tap-major steps are never partial).
+        let column = select(k0 + w_kk, (c0 + w_kk) * window + tap, by_tap);
+        let column_inside = by_tap || column < k_total;
+        for (var mq = 0u; mq < 16u; mq = mq + 1u) {
+            var values = vec4<f32>();
+            for (var j = 0u; j < 4u; j = j + 1u) {
+                let m = m0 + mq * 4u + j;
+                if (m < m_total && column_inside) {
+                    values[j] = weight(m * k_total + column);
                 }
-                set_weights(w_kk, mq, values);
             }
+            set_weights(w_kk, mq, values);
+        }
+        if (by_tap) {
             let ky = tap / kw;
             let kx = tap - ky * kw;
             var first: vec4<u32>;
@@ -125,17 +128,6 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_id) l
                 set_inputs(kk, nq, values);
             }
         } else {
-            // K in the weights' own order (channel, ky, kx).
-            for (var mq = 0u; mq < 16u; mq = mq + 1u) {
-                var values = vec4<f32>();
-                for (var j = 0u; j < 4u; j = j + 1u) {
-                    let m = m0 + mq * 4u + j;
-                    if (m < m_total && k0 + w_kk < k_total) {
-                        values[j] = weight(m * k_total + k0 + w_kk);
-                    }
-                }
-                set_weights(w_kk, mq, values);
-            }
             for (var i = 0u; i < 16u; i = i + 1u) {
                 let kk = x_kk + 2u * i;
                 let k = k0 + kk;

@@ -9,27 +9,34 @@
 @group(0) @binding(1) var<storage, read_write> values: array<u32>;
 @group(0) @binding(2) var<storage, read_write> scales: array<f32>;
 
+// The word holding the value at `flat` (row-major index), and that value's first bit in it
+// (`bits` = weight_bits(), read once by the caller).
+struct WordBits {
+    word: i32,
+    first_bit: u32,
+}
+
+fn word_of(flat: u32, bits: u32) -> WordBits {
+    // Values per word: 4 (q8) or 8 (q4), as a shift: no division per value.
+    let per_word_log2 = select(3u, 2u, bits == 8u);
+    return WordBits(bitcast<i32>(values[flat >> per_word_log2]), (flat & ((1u << per_word_log2) - 1u)) * bits);
+}
+
 // The value at `flat` (row-major index).
 fn weight(flat: u32) -> f32 {
     let bits = weight_bits();
-    // Values per word: 4 (q8) or 8 (q4), as a shift: no division per value.
-    let per_word_log2 = select(3u, 2u, bits == 8u);
-    let word = bitcast<i32>(values[flat >> per_word_log2]);
-    let first_bit = (flat & ((1u << per_word_log2) - 1u)) * bits;
-    return f32(extractBits(word, first_bit, bits)) * scales[flat >> 5u];
+    let at = word_of(flat, bits);
+    return f32(extractBits(at.word, at.first_bit, bits)) * scales[flat >> 5u];
 }
 
 // The four values at `flat` .. `flat` + 4 (`flat` a multiple of 4, so within one word and
 // one block): one word and one scale read.
 fn weight4(flat: u32) -> vec4<f32> {
     let bits = weight_bits();
-    let per_word_log2 = select(3u, 2u, bits == 8u);
-    let word = bitcast<i32>(values[flat >> per_word_log2]);
-    let first_bit = (flat & ((1u << per_word_log2) - 1u)) * bits;
-    let scale = scales[flat >> 5u];
+    let at = word_of(flat, bits);
     return vec4<f32>(
-        f32(extractBits(word, first_bit, bits)),
-        f32(extractBits(word, first_bit + bits, bits)),
-        f32(extractBits(word, first_bit + 2u * bits, bits)),
-        f32(extractBits(word, first_bit + 3u * bits, bits))) * scale;
+        f32(extractBits(at.word, at.first_bit, bits)),
+        f32(extractBits(at.word, at.first_bit + bits, bits)),
+        f32(extractBits(at.word, at.first_bit + 2u * bits, bits)),
+        f32(extractBits(at.word, at.first_bit + 3u * bits, bits))) * scales[flat >> 5u];
 }

@@ -7,8 +7,8 @@ mod kernel_cases;
 
 use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
 use kernel_cases::{
-    ATTENTION_SHAPES, CONV_SHAPES, Case, EMBEDDING_SHAPES, GROUP_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases, flash_unit_cases,
-    LINEAR_SHAPES, UPSAMPLED_CONV_SHAPES, embedding_cases, linear_cases, group_norm_cases, quantized_conv_cases, upsampled_conv_cases,
+    ATTENTION_SHAPES, CONV_SHAPES, Case, EMBEDDING_SHAPES, GEGLU_SHAPES, GROUP_NORM_SHAPES, LAYER_NORM_SHAPES, QUANTIZED_CONV_SHAPES, attention_cases, conv_cases, flash_unit_cases,
+    LINEAR_SHAPES, UPSAMPLED_CONV_SHAPES, embedding_cases, geglu_cases, layer_norm_cases, linear_cases, group_norm_cases, quantized_conv_cases, upsampled_conv_cases,
 };
 use sdxl_web::kernels;
 
@@ -37,6 +37,27 @@ fn check(cases: Vec<Case>) {
 #[test]
 fn group_norm_matches_burn() {
     check(group_norm_cases(&wgpu(), &GROUP_NORM_SHAPES));
+}
+
+#[test]
+fn layer_norm_matches_burn() {
+    check(layer_norm_cases(&wgpu(), &LAYER_NORM_SHAPES));
+}
+
+#[test]
+fn geglu_matches_burn() {
+    check(geglu_cases(&wgpu(), &GEGLU_SHAPES));
+}
+
+/// The GEGLU kernel reads four values at a time: halves of another width are burn's, and so is
+/// every tensor on the CPU backend.
+#[test]
+fn geglu_declines_halves_of_no_multiple_of_four() {
+    for (width, ours) in [(12, false), (16, true)] {
+        let proj = Tensor::<3>::zeros([1, 5, width], &wgpu());
+        assert_eq!(kernels::geglu::fused(&proj).is_some(), ours, "{width}");
+    }
+    assert!(kernels::geglu::fused(&Tensor::<3>::zeros([1, 5, 16], &Device::flex())).is_none());
 }
 
 #[test]
@@ -116,6 +137,14 @@ fn kernels_on_wgpu_match_the_cpu_backend() {
     let on_gpu = kernels::group_norm::norm_silu(&burn::module::Module::to_device(norm.clone(), &gpu), x.to_device(&gpu));
     let error = relative_l2(&on_gpu.into_data(), &on_cpu.into_data());
     assert!(error <= TOLERANCE, "relative L2 {error:.3e}");
+
+    // GEGLU against the CPU backend's own erf (burn's on wgpu is the same approximation as ours).
+    let proj = Tensor::<3>::random([2, 9, 48], burn::tensor::Distribution::Normal(0.0, 4.0), &cpu);
+    let [hidden, gate] = proj.clone().chunk(2, 2).try_into().unwrap();
+    let on_cpu = hidden * burn::tensor::activation::gelu(gate);
+    let on_gpu = kernels::geglu::fused(&proj.to_device(&gpu)).expect("the kernel applies on wgpu");
+    let error = relative_l2(&on_gpu.into_data(), &on_cpu.into_data());
+    assert!(error <= TOLERANCE, "GEGLU: relative L2 {error:.3e}");
 
     let q = Tensor::<3>::random([1, 70, 128], burn::tensor::Distribution::Normal(0.0, 1.0), &cpu);
     assert!(kernels::attention::fused(&q, &q, &q, 2, false).is_none(), "no kernel on the CPU backend");

@@ -11,7 +11,7 @@
 // BASE_DIR, REFINER_DIR: folders converted by sdxl-weights (a full-size base with random weights:
 // weights-tools/scripts/random_full_size.py, then `sdxl-weights convert --quant q8`).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,14 @@ const sampler = setInterval(() => {
 }, 2000);
 
 const profile = mkdtempSync(join(tmpdir(), 'sdxl-full-size-'));
+// The native CLI for the comparison, built now (not after the browser's run, whose timing a
+// build would disturb) and copied, so that the comparison runs the code the page was built from.
+const sdxl = join(profile, 'sdxl');
+if (args.includes('--generate')) {
+  const messages = execFileSync('cargo', ['build', '-q', '-p', 'sdxl-web', '--bin', 'sdxl', '--message-format=json'], { cwd: ROOT, maxBuffer: 1 << 28 });
+  const built = messages.toString().split('\n').filter(Boolean).map((line) => JSON.parse(line)).findLast((message) => message.executable);
+  copyFileSync(built.executable, sdxl);
+}
 const context = await launchPersistent(profile);
 const page = await context.newPage();
 page.on('console', (message) => console.log(`[page] ${message.text()}`));
@@ -96,19 +104,27 @@ try {
     await page.setChecked('#refiner', Boolean(models[1]));
     const started = performance.now();
     await page.click('#generate');
-    const progress = setInterval(async () => console.log(`${((performance.now() - started) / 1000).toFixed(0)} s: ${(await state()).status}`), 60_000);
+    // Each status the page shows (a step done, the decode begun), with the time it was first seen.
+    let shown = '';
+    const progress = setInterval(async () => {
+      const { status } = await state();
+      if (status !== shown) console.log(`${((performance.now() - started) / 1000).toFixed(0)} s: ${(shown = status)}`);
+    }, 2000);
     const done = await waitFor(['ready', 'failed', 'crashed']).finally(() => clearInterval(progress));
     console.log(`generation: ${done.status}`);
     const result = await page.evaluate(() => {
-      const { width, height, rgba, peakReserved, reloadSeconds, wasmBytes } = window.sdxlApp.last;
-      return { width, height, rgba: Array.from(rgba), peakReserved, reloadSeconds, wasmBytes };
+      const { width, height, rgba, peakReserved, reloadSeconds, wasmBytes, phases } = window.sdxlApp.last;
+      return { width, height, rgba: Array.from(rgba), peakReserved, reloadSeconds, wasmBytes, phases };
     });
     console.log(`GPU memory peak (burn's pools) ${mib(result.peakReserved)}, reloads ${result.reloadSeconds.toFixed(1)} s, wasm memory ${mib(result.wasmBytes)}, ${((performance.now() - started) / 1000).toFixed(0)} s in all`);
+    for (const phase of result.phases) console.log(`  ${phase.network}: ${mib(phase.ready)} reserved when ready, ${mib(phase.peak)} at its end`);
+    const nativeStarted = performance.now();
     const out = join(profile, 'native.safetensors');
-    execFileSync('cargo', ['run', '-q', '-p', 'sdxl-web', '--bin', 'sdxl', '--', 'generate', '--model', folders[0],
+    execFileSync(sdxl, ['generate', '--model', folders[0],
       ...(folders[1] ? ['--refiner', folders[1], '--refiner-start', '0.5'] : []), '--device', 'wgpu', '--memory', 'sequential',
       '--prompt', 'a lighthouse on a cliff at dusk', '--steps', String(steps), '--seed', '1', '--width', String(size), '--height', String(size),
       '--out', join(profile, 'native.png'), '--out-tensor', out], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+    console.log(`native sdxl generate --device wgpu: ${((performance.now() - nativeStarted) / 1000).toFixed(0)} s in all`);
     const bytes = readFileSync(out);
     const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString());
     const begin = 8 + Number(bytes.readBigUInt64LE(0)) + header.image.data_offsets[0];

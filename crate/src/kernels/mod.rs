@@ -8,6 +8,7 @@ pub mod attention;
 pub mod conv;
 pub mod embedding;
 pub mod gemm;
+pub mod geglu;
 pub mod group_norm;
 pub mod launch;
 pub mod linear;
