@@ -5,7 +5,7 @@
 //! ("before") and with our kernels ("after"); the ops' table only when ops are named.
 //!
 //! `cargo run --release -p sdxl-web --example kernel_bench -- [wgpu|cpu] [--small]
-//! [--unet[=FOLDER]] [--latent=N] [attention] [group-norm] [layer-norm] [geglu] [conv] [upsample] [linear]` (the ops
+//! [--unet[=FOLDER]] [--latent=N] [attention] [group-norm] [geglu] [conv] [upsample] [linear]` (the ops
 //! named, or all of them)
 
 use std::path::Path;

@@ -11,7 +11,7 @@
 //! run ends when the device has finished it: [`finish`]).
 //! Nothing here is a test: it measures, it asserts nothing about time.
 
-use burn::nn::{GroupNormConfig, LayerNormConfig};
+use burn::nn::GroupNormConfig;
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::{attention, conv2d};
 use burn::tensor::ops::{AttentionModuleOptions, ConvOptions};
@@ -37,7 +37,7 @@ fn flat<const D: usize>(tensor: Tensor<D>) -> Tensor<1> {
 pub const RUNS: usize = 3;
 
 /// The ops the benchmark knows, by the names that select them.
-pub const OPS: [&str; 7] = ["attention", "group-norm", "layer-norm", "geglu", "conv", "upsample", "linear"];
+pub const OPS: [&str; 6] = ["attention", "group-norm", "geglu", "conv", "upsample", "linear"];
 
 /// One measured op.
 #[derive(Clone, Debug, Serialize)]
@@ -112,10 +112,6 @@ impl Bench {
         if named("group-norm") {
             self.group_norm_silu("UNet 128²", [2, 320, level0, level0], report).await;
             self.group_norm_silu("VAE 1024²", [1, 128, s(1024), s(1024)], report).await;
-        }
-        if named("layer-norm") {
-            self.layer_norm("UNet 64²", [2, level1 * level1, 640], report).await;
-            self.layer_norm("UNet 32²", [2, level2 * level2, 1280], report).await;
         }
         if named("geglu") {
             self.geglu("UNet 64²", 2 * level1 * level1, 2560, report).await;
@@ -229,17 +225,6 @@ impl Bench {
         // About 10 FLOPs an element (statistics, normalize, affine, SiLU).
         let flops = 10.0 * shape.iter().product::<usize>() as f64;
         report(self.row(format!("GroupNorm(32) + SiLU, ours vs burn's ops: {name} {shape:?}"), flops, &ours, Some(&burns)).await);
-    }
-
-    async fn layer_norm(&self, name: &str, shape: [usize; 3], report: &mut dyn FnMut(Row)) {
-        let norm = LayerNormConfig::new(shape[2]).init(&self.device);
-        let x = self.normal(shape);
-        let burns = || flat(norm.forward(x.clone()));
-        // burn's default epsilon, the one `norm` has.
-        let ours = || flat(kernels::group_norm::layer_norm(&norm, 1e-5, x.clone()));
-        // About 8 FLOPs an element (statistics, normalize, affine).
-        let flops = 8.0 * shape.iter().product::<usize>() as f64;
-        report(self.row(format!("LayerNorm, ours vs burn's op: {name} {shape:?}"), flops, &ours, Some(&burns)).await);
     }
 
     /// GEGLU's gate after its projection: `tokens` rows of `inner` outputs.

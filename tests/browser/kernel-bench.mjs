@@ -2,14 +2,14 @@
 // speed"): serves the site, opens web/kernel-bench.html in headless Chromium (WebGPU on
 // SwiftShader) and prints the adapter and the table — the same benchmark and shapes as the
 // native `kernel_bench` example, so the two tables compare ratio for ratio.
-//   node kernel-bench.mjs [--small] [attention] [group-norm] [layer-norm] [geglu] [conv] [upsample] [linear] [--minutes 60]
+//   node kernel-bench.mjs [--small] [attention] [group-norm] [geglu] [conv] [upsample] [linear] [--minutes 60]
 // Needs the web build (.ci/build-web).
 import { launch } from './chromium.mjs';
 import { serve } from '../../web/serve.mjs';
 
 const args = process.argv.slice(2);
 const minutes = Number(args.includes('--minutes') ? args[args.indexOf('--minutes') + 1] : 60);
-const ops = args.filter((arg) => ['attention', 'group-norm', 'layer-norm', 'geglu', 'conv', 'upsample', 'linear'].includes(arg));
+const ops = args.filter((arg) => ['attention', 'group-norm', 'geglu', 'conv', 'upsample', 'linear'].includes(arg));
 const query = new URLSearchParams();
 if (args.includes('--small')) query.set('small', '');
 if (ops.length) query.set('ops', ops.join(','));

@@ -72,10 +72,6 @@ impl FeedForward {
 /// beside its gated half and their product); in pieces of tokens it stays below the resnets'.
 pub const FEED_FORWARD_CHUNK_BYTES: u64 = 32 << 20;
 
-/// The blocks' LayerNorm epsilon: diffusers' `BasicTransformerBlock` default, which its UNets
-/// keep (their `norm_eps` goes to the resnets).
-const NORM_EPS: f64 = 1e-5;
-
 #[derive(Module, Debug)]
 pub struct BasicTransformerBlock {
     pub norm1: LayerNorm,
@@ -88,7 +84,7 @@ pub struct BasicTransformerBlock {
 
 impl BasicTransformerBlock {
     pub fn new(dim: usize, context_dim: usize, heads: usize, device: &Device) -> Self {
-        let norm = || LayerNormConfig::new(dim).with_epsilon(NORM_EPS).init(device);
+        let norm = || LayerNormConfig::new(dim).init(device);
         Self {
             norm1: norm(),
             attn1: Attention::transformer(dim, dim, heads, device),
@@ -100,10 +96,9 @@ impl BasicTransformerBlock {
     }
 
     pub fn forward(&self, x: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
-        let norm = |norm: &LayerNorm, x: &Tensor<3>| crate::kernels::group_norm::layer_norm(norm, NORM_EPS, x.clone());
-        let x = self.attn1.forward(norm(&self.norm1, &x), None) + x;
-        let x = self.attn2.forward(norm(&self.norm2, &x), Some(context.clone())) + x;
-        self.ff.forward(norm(&self.norm3, &x)) + x
+        let x = self.attn1.forward(self.norm1.forward(x.clone()), None) + x;
+        let x = self.attn2.forward(self.norm2.forward(x.clone()), Some(context.clone())) + x;
+        self.ff.forward(self.norm3.forward(x.clone())) + x
     }
 }
 

@@ -3,7 +3,7 @@
 //! lavapipe, and the CPU backend) and `tests/web.rs` (WebGPU on SwiftShader): each case gives
 //! our result and burn's, still on the device.
 
-use burn::nn::{GroupNorm, GroupNormConfig, LayerNormConfig};
+use burn::nn::{GroupNorm, GroupNormConfig};
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
@@ -45,28 +45,6 @@ pub fn group_norm_cases(device: &Device, shapes: &[[usize; 5]]) -> Vec<Case> {
         cases.push((name, flat(kernels::group_norm::norm(&norm, x.clone())), flat(norm.forward(x))));
     }
     cases
-}
-
-/// [batch, tokens, channels] of a LayerNorm: CLIP's 77 tokens, a single token of SDXL's 640
-/// channels, one quad of channels, a dispatch of no whole number of workgroups.
-pub const LAYER_NORM_SHAPES: [[usize; 3]; 4] = [[2, 77, 40], [1, 1, 640], [3, 5, 4], [2, 300, 320]];
-
-/// LayerNorm through our GroupNorm kernels (each token a group) against burn's op, with random
-/// affine parameters and means up to 30, at an epsilon other than burn's default.
-pub fn layer_norm_cases(device: &Device, shapes: &[[usize; 3]]) -> Vec<Case> {
-    let epsilon = 1e-3;
-    shapes
-        .iter()
-        .enumerate()
-        .map(|(i, &[batch, tokens, channels])| {
-            let mut norm = LayerNormConfig::new(channels).with_epsilon(epsilon).init(device);
-            norm.gamma = norm.gamma.map(|_| normal([channels], device));
-            norm.beta = norm.beta.map(|beta| beta.map(|_| normal([channels], device)));
-            let x = normal([batch, tokens, channels], device) * 3.0 + (i as f64 * 10.0);
-            let ours = kernels::group_norm::layer_norm(&norm, epsilon, x.clone());
-            (format!("layer norm {:?}", [batch, tokens, channels]), ours, norm.forward(x))
-        })
-        .collect()
 }
 
 /// [batch, tokens, inner] of a GEGLU projection's output [batch, tokens, 2 · inner]: rows of one
