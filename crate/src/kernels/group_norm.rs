@@ -35,30 +35,24 @@ pub fn norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
     fused(norm, &x, false).unwrap_or_else(|| norm.forward(x))
 }
 
-/// The kernels' path for a GroupNorm, when it applies (an affine norm).
+/// The kernels' path, when it applies: wgpu, f32, an affine norm, sizes within the kernels' limits.
 fn fused(norm: &GroupNorm, x: &Tensor<4>, then_silu: bool) -> Option<Tensor<4>> {
-    let (gamma, beta) = (norm.gamma.as_ref()?.val(), norm.beta.as_ref()?.val());
-    on_wgpu(x, &gamma, &beta, norm.num_groups, norm.epsilon, then_silu)
-}
-
-/// `groups` groups of channels of `x` [batch, channels, h, w] normalized, scaled by `gamma`,
-/// shifted by `beta`, then SiLU if `then_silu`: our kernels where they apply (wgpu, f32, sizes
-/// within their limits).
-fn on_wgpu(x: &Tensor<4>, gamma: &Tensor<1>, beta: &Tensor<1>, groups: usize, epsilon: f64, then_silu: bool) -> Option<Tensor<4>> {
     if !super::enabled() {
         return None;
     }
+    let (gamma, beta) = (norm.gamma.as_ref()?.val(), norm.beta.as_ref()?.val());
     let [batch, channels, height, width] = x.dims();
+    let groups = norm.num_groups;
     let elements = batch * channels * height * width;
     let fits = groups > 0 && channels % groups == 0 && batch * groups <= super::launch::MAX_WORKGROUPS as usize;
     if !fits || elements == 0 || elements > u32::MAX as usize {
         return None;
     }
     let input = wgpu_f32(x)?;
-    let (gamma, beta) = (wgpu_f32(gamma)?, wgpu_f32(beta)?);
+    let (gamma, beta) = (wgpu_f32(&gamma)?, wgpu_f32(&beta)?);
     let per_group = elements / (batch * groups);
     let stats = empty_f32(&input, [batch * groups * 2].into());
-    let eps = (epsilon as f32).to_bits();
+    let eps = (norm.epsilon as f32).to_bits();
     launch(STATS, [(batch * groups) as u32, 1, 1], &[&input], &stats, &[per_group as u32, eps]);
     let output = empty_f32(&input, [batch, channels, height, width].into());
     let params = [elements as u32, (height * width) as u32, channels as u32, per_group as u32, then_silu as u32];
